@@ -1,0 +1,110 @@
+"""Console scripts: `train` and `serve`, as SageMaker runs them (`docker run IMAGE train|serve`).
+
+Logging is configured here and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import traceback
+from types import FrameType
+
+from . import data, training
+from .config import parse_hyperparameters
+from .errors import UserError
+from .predictor import META_FILE, WEIGHTS_FILE
+from .sagemaker import (
+    TRAINING_CHANNEL,
+    VALIDATION_CHANNEL,
+    Paths,
+    base_dir,
+    check_single_host,
+    read_hyperparameters,
+    training_channels,
+    write_failure,
+)
+
+logger = logging.getLogger("lstm_ad")
+
+EXIT_USER_ERROR = 2
+EXIT_ALGORITHM_ERROR = 1
+EXIT_STOPPED = 143  # 128 + SIGTERM, when stopped before anything could be saved
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class StopFlag:
+    """Set by SIGTERM (StopTrainingJob, max runtime, spot interruption); polled by the loop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        logger.warning("SIGTERM received: stopping after the current mini-batch and saving what was learnt.")
+        self.requested = True
+
+
+def run_training(paths: Paths, stop: StopFlag) -> None:
+    """The training job: config and channels in, artifact out. Raises on failure."""
+    hp = parse_hyperparameters(read_hyperparameters(paths))
+    logger.info("Hyperparameters: %s", hp.to_json())
+    check_single_host(paths)
+    channels = training_channels(paths)
+    series = data.read_channel(channels[TRAINING_CHANNEL], TRAINING_CHANNEL)
+    validation = None
+    if VALIDATION_CHANNEL in channels:
+        validation = data.read_channel(channels[VALIDATION_CHANNEL], VALIDATION_CHANNEL)
+        data.check_same_columns(validation, series[0].values.shape[1], series[0].name)
+    checkpoint_dir = paths.checkpoint_dir if paths.checkpoint_dir.is_dir() else None
+    result = training.train(series, hp, validation, checkpoint_dir=checkpoint_dir, stop_requested=stop)
+    result.predictor.save(paths.model_dir)
+    logger.info("Model written to %s (%d epochs, best epoch %d%s).", paths.model_dir, result.epochs_run,
+                result.best_epoch, ", interrupted by SIGTERM" if result.interrupted else "")
+
+
+def train() -> None:
+    """Entry point of `train`; exits 0 on success, non-zero with /opt/ml/output/failure otherwise."""
+    configure_logging()
+    paths = Paths(base_dir())
+    stop = StopFlag()
+    stop.install()
+    try:
+        run_training(paths, stop)
+    except UserError as exc:
+        _fail(paths, str(exc), EXIT_USER_ERROR)
+    except InterruptedError as exc:
+        _fail(paths, f"{exc} Nothing was saved; run the job again (with a checkpoint folder to resume).",
+              EXIT_STOPPED)
+    except Exception as exc:  # anything else is our bug: say so, keep the traceback for the log
+        _fail(paths, f"Algorithm error ({type(exc).__name__}: {exc}). This is a bug in LSTM-AD; please "
+              "report it with the training log.", EXIT_ALGORITHM_ERROR, traceback.format_exc())
+    sys.exit(0)
+
+
+def _fail(paths: Paths, reason: str, code: int, details: str = "") -> None:
+    for name in (META_FILE, WEIGHTS_FILE):  # no partial artifact may be uploaded
+        (paths.model_dir / name).unlink(missing_ok=True)
+    write_failure(paths, reason, details)
+    logger.error("Training failed: %s", reason)
+    if details:
+        logger.error("%s", details)
+    sys.exit(code)
+
+
+def serve() -> None:
+    """Entry point of `serve`: gunicorn + Flask on port 8080 (see server.py)."""
+    from .server import main
+
+    configure_logging()
+    main()

@@ -1,0 +1,153 @@
+"""Reading time series from CSV and scaling them.
+
+A series is a CSV table without header or index: one row per time step, one column
+per variable. Good input takes the fast path (pandas' C parser); anything it cannot
+read cleanly is re-read line by line to find the first bad line and cell, so every
+error names the file, line and column and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One independent time series: `values` has shape (rows, columns)."""
+
+    name: str
+    values: np.ndarray
+
+
+def parse_csv(text: str, source: str) -> np.ndarray:
+    """CSV text -> float64 array (rows, columns); `source` names it in errors."""
+    if not text.strip():
+        raise DataError(f"{source} is empty: expected CSV rows of numbers, one row per time step.")
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=None, dtype=np.float64, engine="c",
+                            skip_blank_lines=True, na_filter=True)
+        values = frame.to_numpy(dtype=np.float64, copy=False)
+    except (ValueError, pd.errors.ParserError):
+        values = None
+    if values is None or not np.isfinite(values).all():
+        _raise_first_problem(text, source)
+        raise DataError(f"{source} could not be read as CSV numbers.")  # the scan found nothing to name
+    return np.ascontiguousarray(values)
+
+
+def _raise_first_problem(text: str, source: str) -> None:
+    """Find the first bad line/cell of `text` and raise a DataError naming it."""
+    expected: int | None = None
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank lines are skipped, as on the fast path
+        if expected is None:
+            expected = len(row)
+        elif len(row) != expected:
+            raise DataError(
+                f"{source}, line {line_no}: has {len(row)} columns but line 1 has {expected}. "
+                "Every row must have the same number of comma-separated values."
+            )
+        for col_no, cell in enumerate(row, start=1):
+            where = f"{source}, line {line_no}, column {col_no}"
+            stripped = cell.strip()
+            if not stripped:
+                raise DataError(f"{where}: empty cell. Fill in the missing value (for example by "
+                                "interpolation) or remove the row.")
+            try:
+                number = float(stripped)
+            except ValueError:
+                if line_no == 1:
+                    raise DataError(
+                        f"{where}: {stripped!r} is not a number; this looks like a header row. "
+                        "Remove the header: the input must be CSV without header or index column."
+                    ) from None
+                raise DataError(f"{where}: {stripped!r} is not a number. Every cell must be numeric."
+                                ) from None
+            if not math.isfinite(number):
+                raise DataError(f"{where}: {stripped!r} is not a finite number (NaN or infinity). "
+                                "Replace missing or infinite values before sending the data.")
+
+
+def read_series_file(path: Path) -> np.ndarray:
+    """Read one CSV (optionally gzip-compressed) file into (rows, columns) float64."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot be read ({exc}). Provide plain or gzip-compressed CSV.") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: is not UTF-8 text (byte {exc.start}). Provide CSV text.") from exc
+    return parse_csv(text, str(path))
+
+
+def list_channel_files(folder: Path) -> list[Path]:
+    """Every regular file below `folder` (SageMaker keeps the S3 key structure), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def read_channel(folder: Path, channel: str) -> list[Series]:
+    """Read every file of a channel as an independent series; all must have the same columns."""
+    files = list_channel_files(folder) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"The `{channel}` channel ({folder}) has no files. Provide at least one CSV "
+                        "file: no header, one column per variable, one row per time step.")
+    series = [Series(str(path), read_series_file(path)) for path in files]
+    check_same_columns(series)
+    return series
+
+
+def check_same_columns(series: list[Series], expected: int | None = None, expected_from: str = "") -> None:
+    """All series must have the same number of columns (and `expected` if given)."""
+    if expected is None:
+        expected, expected_from = series[0].values.shape[1], series[0].name
+    for s in series:
+        if s.values.shape[1] != expected:
+            raise DataError(
+                f"{s.name}: has {s.values.shape[1]} columns but {expected_from} has {expected}. "
+                "All series must have the same variables in the same column order."
+            )
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-column standardisation; a constant column gets std 1 so it stays finite."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, parts: list[np.ndarray]) -> Scaler:
+        stacked = np.concatenate(parts, axis=0)
+        mean = stacked.mean(axis=0)
+        std = stacked.std(axis=0)
+        std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+        return cls(mean=mean, std=std)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.std
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return values * self.std + self.mean
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[float]]) -> Scaler:
+        return cls(mean=np.asarray(data["mean"], dtype=np.float64),
+                   std=np.asarray(data["std"], dtype=np.float64))

@@ -1,0 +1,26 @@
+"""Two kinds of failure: the user's (bad data, bad hyperparameters) and ours.
+
+A `UserError` carries a message meant for the person who started the job: it names
+the file, row, column or parameter and says how to fix it. Anything else that
+escapes is an algorithm error (a bug or an environment problem).
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user; the message says what and how to fix it."""
+
+
+class HyperparameterError(UserError):
+    """One or more hyperparameters are invalid; lists every problem at once."""
+
+    def __init__(self, problems: list[str], valid_names: list[str]):
+        self.problems = problems
+        self.valid_names = valid_names
+        lines = [f"Invalid hyperparameters ({len(problems)} problem{'s' if len(problems) > 1 else ''}):"]
+        lines += [f"  - {p}" for p in problems]
+        lines.append("Valid hyperparameters: " + ", ".join(valid_names) + ".")
+        super().__init__("\n".join(lines))
+
+
+class DataError(UserError):
+    """Input data that cannot be used as a time series."""

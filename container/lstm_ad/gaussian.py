@@ -1,0 +1,71 @@
+"""The error model: a multivariate Gaussian fitted by maximum likelihood.
+
+Public methods validate, private ones compute. The covariance is regularised with a
+small ridge so that it is always positive definite, even when an error component is
+constant (a constant column) or there are fewer vectors than dimensions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+logger = logging.getLogger(__name__)
+
+RIDGE = 1e-6  # relative to the mean variance; plus an absolute floor below
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    mean: np.ndarray  # (k,)
+    cov: np.ndarray  # (k, k), regularised, positive definite
+
+    @classmethod
+    def fit(cls, errors: np.ndarray) -> Gaussian:
+        """Maximum-likelihood fit to `errors` (n, k); rows must be finite, n >= 2."""
+        errors = np.asarray(errors, dtype=np.float64)
+        if errors.ndim != 2 or errors.shape[0] < 2:
+            raise ValueError(f"need at least 2 error vectors of shape (n, k), got {errors.shape}")
+        if not np.isfinite(errors).all():
+            raise ValueError("error vectors contain NaN or infinity")
+        return cls._fit(errors)
+
+    @classmethod
+    def _fit(cls, errors: np.ndarray) -> Gaussian:
+        mean = errors.mean(axis=0)
+        centred = errors - mean
+        cov = centred.T @ centred / errors.shape[0]  # MLE: divide by n, not n - 1
+        k = cov.shape[0]
+        ridge = RIDGE * max(float(np.trace(cov)) / k, 1e-12)
+        return cls(mean=mean, cov=cov + ridge * np.eye(k))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def log_likelihood(self, errors: np.ndarray) -> np.ndarray:
+        """log N(e; mean, cov) for each row of `errors` (n, k); NaN rows give NaN."""
+        errors = np.asarray(errors, dtype=np.float64)
+        if errors.ndim != 2 or errors.shape[1] != self.dim:
+            raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
+        return self._log_likelihood(errors)
+
+    def _log_likelihood(self, errors: np.ndarray) -> np.ndarray:
+        chol = np.linalg.cholesky(self.cov)
+        log_det = 2.0 * float(np.log(np.diag(chol)).sum())
+        # z = L^-1 (e - mean), solved for all rows at once: (k, n)
+        z = solve_triangular(chol, (errors - self.mean).T, lower=True, check_finite=False)
+        mahalanobis = np.einsum("ij,ij->j", z, z)
+        return -0.5 * (self.dim * math.log(2.0 * math.pi) + log_det + mahalanobis)
+
+    def to_json(self) -> dict[str, list]:
+        return {"mean": self.mean.tolist(), "cov": self.cov.tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list]) -> Gaussian:
+        return cls(mean=np.asarray(data["mean"], dtype=np.float64),
+                   cov=np.asarray(data["cov"], dtype=np.float64))

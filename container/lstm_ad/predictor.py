@@ -1,0 +1,148 @@
+"""The trained detector: artifact save/load and scoring of a series.
+
+An artifact is a folder with two files and no pickled objects:
+  model.json   format version, hyperparameters, column count, scaler, Gaussian,
+               chunk length and a short training summary
+  weights.pt   the network's state_dict (loadable with weights_only=True)
+Loading rebuilds the network from the JSON config, then loads the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Hyperparameters
+from .data import Scaler
+from .errors import UserError
+from .gaussian import Gaussian
+from .model import LSTMForecaster, NetworkConfig
+from .scoring import ForecastErrors, forecast_errors
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_FILE = "model.json"
+WEIGHTS_FILE = "weights.pt"
+
+
+class ArtifactError(Exception):
+    """The model folder is missing, incomplete or from an incompatible version."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Per input row: Gaussian log-likelihood (lower = more anomalous) and the one-step
+    prediction in original units. Warm-up rows (the first context-length) are NaN."""
+
+    log_likelihood: np.ndarray  # (rows,)
+    predictions: np.ndarray  # (rows, columns)
+
+
+@dataclass
+class Predictor:
+    network: LSTMForecaster
+    hyperparameters: Hyperparameters
+    scaler: Scaler
+    gaussian: Gaussian
+    chunk_length: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> int:
+        return self.network.config.columns
+
+    @property
+    def context_length(self) -> int:
+        return self.hyperparameters.context_length
+
+    def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
+        """Standardised error vectors and one-step predictions of a raw series."""
+        self.network.eval()
+        return forecast_errors(self.network, self.scaler.transform(values),
+                               self.context_length, self.chunk_length)
+
+    def score(self, values: np.ndarray) -> ScoreResult:
+        """Score a raw series (rows, columns) as one request."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != self.columns:
+            raise UserError(f"expected {self.columns} columns (as in training), got "
+                            f"{values.shape[1] if values.ndim == 2 else values.shape}")
+        if values.shape[0] <= self.context_length:
+            raise UserError(
+                f"got {values.shape[0]} rows, but the first context-length ({self.context_length}) rows "
+                f"of a request are warm-up: send at least {self.context_length + 1} rows."
+            )
+        result = self.forecast_errors(values)
+        scored = result.first_scored_row
+        log_likelihood = np.full(values.shape[0], np.nan)
+        log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:].astype(np.float64))
+        predictions = np.full(values.shape, np.nan)
+        predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
+        return ScoreResult(log_likelihood, predictions)
+
+    # -- artifact ---------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write the artifact into `folder`; files appear only when complete."""
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "hyperparameters": self.hyperparameters.to_json(),
+            "network": self.network.config.to_json(),
+            "chunk_length": self.chunk_length,
+            "scaler": self.scaler.to_json(),
+            "gaussian": self.gaussian.to_json(),
+            "summary": self.summary,
+        }
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+        try:
+            state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+            torch.save(state, staging / WEIGHTS_FILE)
+            (staging / META_FILE).write_text(json.dumps(meta, indent=1))
+            for name in (WEIGHTS_FILE, META_FILE):  # model.json last: it marks a complete artifact
+                os.replace(staging / name, folder / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: Path, device: torch.device | None = None) -> Predictor:
+        meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise ArtifactError(
+                f"No LSTM-AD model in {folder}: expected {META_FILE} and {WEIGHTS_FILE}, found "
+                f"{sorted(p.name for p in folder.iterdir()) if folder.is_dir() else 'no such folder'}. "
+                "Use a model.tar.gz produced by this algorithm's training job."
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            version = meta.get("format_version")
+            if version != FORMAT_VERSION:
+                raise ArtifactError(f"{meta_path}: format version {version!r}; this image reads version "
+                                    f"{FORMAT_VERSION}. Retrain with this image.")
+            network = LSTMForecaster(NetworkConfig(**meta["network"]))
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+            predictor = cls(
+                network=network,
+                hyperparameters=Hyperparameters.from_json(meta["hyperparameters"]),
+                scaler=Scaler.from_json(meta["scaler"]),
+                gaussian=Gaussian.from_json(meta["gaussian"]),
+                chunk_length=int(meta["chunk_length"]),
+                summary=meta.get("summary", {}),
+            )
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"The model in {folder} is damaged or incompatible: {exc}") from exc
+        network.to(device or torch.device("cpu")).eval()
+        return predictor

@@ -1,0 +1,122 @@
+"""The SageMaker adapter: /opt/ml paths, config files, failure file.
+
+Only this module (and the entrypoints in cli.py) knows about /opt/ml or the
+environment. Every path hangs off a base folder, `SAGEMAKER_BASE_DIR` (default
+/opt/ml), so the real entrypoints run unchanged in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+DEFAULT_BASE_DIR = "/opt/ml"
+TRAINING_CHANNEL = "training"
+VALIDATION_CHANNEL = "validation"
+CHANNELS = {TRAINING_CHANNEL: True, VALIDATION_CHANNEL: False}  # name -> required
+SUPPORTED_INPUT_MODES = ("File", "FastFile")
+FAILURE_REASON_LIMIT = 1024  # characters of the failure file that become FailureReason
+
+
+def base_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The /opt/ml layout, rooted anywhere."""
+
+    base: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.config_dir / "hyperparameters.json"
+
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "input" / "data"
+
+    def channel(self, name: str) -> Path:
+        return self.data_dir / name
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.base / "output" / "failure"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.base / "checkpoints"
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def read_hyperparameters(paths: Paths) -> dict[str, Any]:
+    """The raw hyperparameters (string values, as SageMaker writes them); {} when absent."""
+    raw = _read_json(paths.hyperparameters_file, {})
+    if not isinstance(raw, dict):
+        raise UserError(f"{paths.hyperparameters_file} must hold a JSON object of name -> value.")
+    return raw
+
+
+def training_channels(paths: Paths) -> dict[str, Path]:
+    """The channels this job has, checked against inputdataconfig.json when present."""
+    config = _read_json(paths.input_data_config_file, None)
+    names = set(config) if isinstance(config, dict) else (
+        {p.name for p in paths.data_dir.iterdir() if p.is_dir()} if paths.data_dir.is_dir() else set())
+    unknown = sorted(names - set(CHANNELS))
+    if unknown:
+        raise UserError(f"Unknown channel(s) {', '.join(unknown)}: this algorithm reads `{TRAINING_CHANNEL}` "
+                        f"(required) and `{VALIDATION_CHANNEL}` (optional).")
+    if TRAINING_CHANNEL not in names:
+        raise UserError(f"The `{TRAINING_CHANNEL}` channel is missing: give the training job a channel named "
+                        f"`{TRAINING_CHANNEL}` with CSV files.")
+    for name, channel_config in (config or {}).items():
+        mode = channel_config.get("TrainingInputMode", "File")
+        if mode not in SUPPORTED_INPUT_MODES:
+            raise UserError(f"Channel `{name}` uses input mode {mode}; this algorithm reads whole files. "
+                            "Use input mode File (or FastFile).")
+    return {name: paths.channel(name) for name in sorted(names)}
+
+
+def check_single_host(paths: Paths) -> None:
+    config = _read_json(paths.resource_config_file, {})
+    hosts = config.get("hosts", []) if isinstance(config, dict) else []
+    if len(hosts) > 1:
+        raise UserError(f"This algorithm trains on one instance, but the job has {len(hosts)} "
+                        f"({', '.join(hosts)}). Set instance_count=1; use a GPU instance for speed.")
+
+
+def write_failure(paths: Paths, reason: str, details: str = "") -> None:
+    """The first line is the human reason (it becomes FailureReason); details follow."""
+    paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
+    text = reason.strip() + ("\n\n" + details.strip() if details.strip() else "") + "\n"
+    paths.failure_file.write_text(text)

@@ -1,0 +1,250 @@
+"""Fitting LSTM-AD: split, scale, fit the LSTM, calibrate the Gaussian.
+
+Each training series is split in time: the first (1 - calibration-fraction) rows fit
+the LSTM, the rest calibrate the Gaussian error model and decide early stopping.
+The LSTM is fitted on subsequences of context-length + prediction-length rows that
+start every sequence-stride rows of a fitting part (never crossing a file boundary):
+it reads the first context-length rows from a zero state, and the loss is the MSE of
+every l-step prediction made after a short burn-in against the true future rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .checkpoint import Checkpointer, TrainingState
+from .config import Hyperparameters
+from .data import Scaler, Series
+from .errors import DataError, UserError
+from .gaussian import Gaussian
+from .model import LSTMForecaster, NetworkConfig
+from .predictor import Predictor
+from .scoring import default_chunk_length, forecast_errors
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    predictor: Predictor
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool  # early stopping
+    interrupted: bool  # stop requested (SIGTERM)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def split_point(rows: int, calibration_fraction: float) -> int:
+    """First row of the calibration part."""
+    return rows - max(1, int(round(rows * calibration_fraction)))
+
+
+def check_lengths(series: list[Series], hp: Hyperparameters) -> None:
+    """Every fitting part must hold at least one training subsequence."""
+    needed = hp.context_length + hp.prediction_length
+    for s in series:
+        rows = len(s.values)
+        fit_rows = split_point(rows, hp.calibration_fraction)
+        if fit_rows < needed:
+            raise DataError(
+                f"{s.name}: has {rows} rows; its fitting part (the first {1 - hp.calibration_fraction:.0%}, "
+                f"{fit_rows} rows) is shorter than context-length + prediction-length = {needed}. "
+                f"Provide a longer series (at least {math.ceil(needed / (1 - hp.calibration_fraction)) + 1} "
+                "rows) or lower `context-length`."
+            )
+
+
+def check_validation_lengths(series: list[Series], hp: Hyperparameters) -> None:
+    for s in series:
+        if len(s.values) <= hp.context_length:
+            raise DataError(
+                f"{s.name}: has {len(s.values)} rows, but the first context-length ({hp.context_length}) "
+                f"rows are warm-up; a validation series needs at least {hp.context_length + 1} rows."
+            )
+
+
+def select_device() -> torch.device:
+    """The GPU when there is one, else the CPU (multi-GPU: wrap the network here later)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class SubsequenceSampler:
+    """All training subsequences as (series offset + start) indices into one flat tensor."""
+
+    def __init__(self, parts: list[np.ndarray], hp: Hyperparameters, device: torch.device):
+        self.window = hp.context_length + hp.prediction_length
+        self.flat = torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)
+        starts, offset = [], 0
+        for part in parts:
+            starts.append(offset + np.arange(0, len(part) - self.window + 1, hp.sequence_stride))
+            offset += len(part)
+        self.starts = torch.from_numpy(np.concatenate(starts)).to(device)
+        self.steps = torch.arange(self.window, device=device)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """(batch, context + prediction length, columns) subsequences."""
+        return self.flat[self.starts[indices, None] + self.steps]
+
+
+def subsequence_loss(network: LSTMForecaster, windows: torch.Tensor, hp: Hyperparameters
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSE and MAE of all predictions made after the burn-in against the true future rows."""
+    c, horizon = hp.context_length, hp.prediction_length
+    predictions = network(windows[:, :c])  # (batch, c, horizon, columns)
+    # Row t+h is the target of step t at horizon h: windows[:, t+1 : t+1+horizon]
+    targets = windows[:, 1:].unfold(1, horizon, 1).permute(0, 1, 3, 2)  # (batch, c, horizon, columns)
+    diff = predictions[:, hp.burn_in:] - targets[:, hp.burn_in:]
+    return diff.square().mean(), diff.abs().mean()
+
+
+def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
+                     chunk_length: int) -> np.ndarray:
+    """Error vectors of every scorable row of every part, scored as at inference."""
+    network.eval()
+    found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
+    errors = np.concatenate([e[np.isfinite(e[:, 0])] for e in found])
+    return errors.astype(np.float64)
+
+
+def _mse_mae(errors: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
+
+
+def train(
+    series: list[Series],
+    hp: Hyperparameters,
+    validation: list[Series] | None = None,
+    device: torch.device | None = None,
+    checkpoint_dir: Path | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> TrainingResult:
+    """Fit LSTM-AD to `series`; returns the predictor and what happened."""
+    check_lengths(series, hp)
+    if validation:
+        check_validation_lengths(validation, hp)
+    device = device or select_device()
+    torch.manual_seed(hp.seed)
+    splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
+    scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=False)])
+    fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=False)]
+    # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
+    # so every calibration row gets an error vector.
+    calibration_parts = [scaler.transform(s.values[max(0, cut - hp.context_length):])
+                         for s, cut in zip(series, splits, strict=False)]
+    validation_parts = [scaler.transform(s.values) for s in validation or []]
+    columns = series[0].values.shape[1]
+    chunk_length = default_chunk_length(hp.context_length)
+
+    network = LSTMForecaster(NetworkConfig(columns, hp.prediction_length, hp.hidden_size,
+                                           hp.num_layers, hp.dropout)).to(device)
+    sampler = SubsequenceSampler(fit_parts, hp, device)
+    logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
+                "%d subsequences per epoch, %d parameters",
+                device, len(series), columns, sum(map(len, fit_parts)),
+                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=False)), len(sampler),
+                sum(p.numel() for p in network.parameters()))
+    optimizer = torch.optim.Adam(network.parameters(), lr=hp.lr)
+    checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
+    state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
+
+    interrupted = False
+    while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
+        started = time.monotonic()
+        epoch_loss = _run_epoch(network, optimizer, sampler, hp, state, stop_requested)
+        if epoch_loss is None:
+            interrupted = True
+            break
+        state.epoch += 1
+        calibration_mse, _ = _mse_mae(streaming_errors(network, calibration_parts, hp, chunk_length))
+        state.record(calibration_mse, network)
+        _log_epoch(state, hp, epoch_loss, calibration_mse, time.monotonic() - started)
+        if validation_parts:
+            valid_mse, valid_mae = _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length))
+            metrics.emit("valid_mse", valid_mse)
+            metrics.emit("valid_mae", valid_mae)
+        if checkpointer:
+            checkpointer.save(network, optimizer, state)
+        if stop_requested():
+            interrupted = True
+            break
+
+    if state.best_state is None:
+        raise InterruptedError("Training was stopped before the first epoch completed.")
+    network.load_state_dict(state.best_state)
+    network.eval()
+    return _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
+                   state, interrupted)
+
+
+def _run_epoch(network: LSTMForecaster, optimizer: torch.optim.Optimizer, sampler: SubsequenceSampler,
+               hp: Hyperparameters, state: TrainingState, stop_requested: Callable[[], bool]
+               ) -> tuple[float, float] | None:
+    """One pass over the shuffled subsequences; None when a stop was requested mid-epoch."""
+    network.train()
+    order = torch.randperm(len(sampler), generator=state.generator).to(sampler.starts.device)
+    total_mse = total_mae = 0.0
+    for first in range(0, len(order), hp.batch_size):
+        if stop_requested():
+            return None
+        windows = sampler.batch(order[first:first + hp.batch_size])
+        mse, mae = subsequence_loss(network, windows, hp)
+        optimizer.zero_grad(set_to_none=True)
+        mse.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=5.0)
+        optimizer.step()
+        total_mse += mse.item() * len(windows)
+        total_mae += mae.detach().item() * len(windows)
+    if not math.isfinite(total_mse):
+        raise UserError(f"Training diverged: the loss became {total_mse} in epoch {state.epoch + 1}. "
+                        f"Lower `lr` (now {hp.lr:g}).")
+    return total_mse / len(order), total_mae / len(order)
+
+
+def _log_epoch(state: TrainingState, hp: Hyperparameters, loss: tuple[float, float],
+               calibration_mse: float, seconds: float) -> None:
+    best = " (best)" if state.best_epoch == state.epoch else ""
+    logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, seconds, best)
+    metrics.emit("train_mse", loss[0])
+    metrics.emit("train_mae", loss[1])
+    metrics.emit("calibration_mse", calibration_mse)
+
+
+def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
+            fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
+            validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool) -> TrainingResult:
+    """Calibrate the Gaussian with the best weights, compute the final metrics."""
+    calibration_errors = streaming_errors(network, calibration_parts, hp, chunk_length)
+    dimension = calibration_errors.shape[1]
+    if len(calibration_errors) < 2:
+        raise DataError(f"Only {len(calibration_errors)} calibration rows: raise `calibration-fraction` "
+                        "or provide longer series.")
+    if len(calibration_errors) < 10 * dimension:
+        logger.warning("Only %d calibration rows for a %d-dimensional error model (about %d recommended): "
+                       "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
+                       len(calibration_errors), dimension, 10 * dimension)
+    gaussian = Gaussian.fit(calibration_errors)
+    final = dict(zip(("train:mse", "train:mae"),
+                     _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=False))
+    final["calibration:mse"] = _mse_mae(calibration_errors)[0]
+    if validation_parts:
+        final.update(zip(("valid:mse", "valid:mae"),
+                         _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=False))
+    for name, value in final.items():
+        metrics.emit(name, value)
+    stopped_early = not interrupted and state.epoch < hp.epochs
+    summary = {"epochs_run": state.epoch, "best_epoch": state.best_epoch, "stopped_early": stopped_early,
+               "interrupted": interrupted, "calibration_rows": len(calibration_errors), "metrics": final}
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary)
+    return TrainingResult(predictor, state.epoch, state.best_epoch, stopped_early, interrupted, final)
