@@ -1,0 +1,234 @@
+"""Local SageMaker jobs without Docker: a training job here, batch transform in local_transform.py.
+
+A training job lays out a job folder exactly like /opt/ml (hyperparameters as
+strings, inputdataconfig.json, resourceconfig.json, channels under input/data),
+runs the real `train` entrypoint with `SAGEMAKER_BASE_DIR=<job folder>`, streams its
+log, and packs model/ into `<output>/model.tar.gz`. When `train` fails, the error
+shows the failure file, the text SageMaker would report as FailureReason.
+
+`lstm-ad-local` (see `main`) is the command-line face of both jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .local_server import LocalJobError, console_script
+from .local_transform import STRATEGIES, TransformSettings, run_transform_job
+from .metrics import METRICS
+from .sagemaker import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
+
+logger = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model.tar.gz"
+OUTPUT_ARTIFACT = "output.tar.gz"
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    job_name: str
+    model_artifact: Path  # <output>/model.tar.gz
+    final_metrics: dict[str, float]  # last value of every metric, like DescribeTrainingJob.FinalMetricDataList
+    seconds: float
+
+
+def run_training_job(channels: Mapping[str, Path], hyperparameters: Mapping[str, object], output_dir: Path,
+                     job_name: str | None = None, job_dir: Path | None = None,
+                     echo: Callable[[str], None] | None = print) -> TrainingResult:
+    """Run `train` on local files or folders (`{"training": ..., "validation": ...}`); see the module doc."""
+    job_name = job_name or time.strftime("lstm-ad-%Y-%m-%d-%H-%M-%S")
+    output_dir = Path(output_dir)
+    with tempfile.TemporaryDirectory(prefix="lstm-ad-train-") as scratch:
+        paths = Paths(Path(job_dir) if job_dir else Path(scratch))
+        prepare_training_folder(paths, channels, hyperparameters)
+        started = time.monotonic()
+        code, lines = _run_streaming([str(console_script("train"))], paths, job_name, echo)
+        seconds = time.monotonic() - started
+        if code != 0:
+            raise LocalJobError(_failure_message(job_name, code, paths, lines))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        artifact = pack_folder(paths.model_dir, output_dir / MODEL_ARTIFACT)
+        output_data = paths.base / "output" / "data"
+        if output_data.is_dir() and any(output_data.iterdir()):
+            pack_folder(output_data, output_dir / OUTPUT_ARTIFACT)
+    metrics = final_metrics(lines)
+    logger.info("Training job %s completed in %.1f s: %s", job_name, seconds, artifact)
+    return TrainingResult(job_name, artifact, metrics, seconds)
+
+
+def prepare_training_folder(paths: Paths, channels: Mapping[str, Path], hyperparameters: Mapping[str, object]
+                            ) -> None:
+    """Write the config files and channels as SageMaker does before it starts the container."""
+    missing = [f"{name}: {path}" for name, path in channels.items() if not Path(path).exists()]
+    if missing:
+        raise LocalJobError("Input not found (give a CSV file or a folder of them): " + "; ".join(missing))
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    # SDK v2 Estimator sends str(value) for every hyperparameter; so do we.
+    paths.hyperparameters_file.write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}, indent=1))
+    paths.input_data_config_file.write_text(json.dumps({
+        name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None"} for name in channels}, indent=1))
+    paths.resource_config_file.write_text(json.dumps(
+        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0",
+         "current_instance_type": "local"}, indent=1))
+    for name, source in channels.items():
+        _copy_channel(Path(source), paths.channel(name))
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    (paths.base / "output" / "data").mkdir(parents=True, exist_ok=True)
+
+
+def _copy_channel(source: Path, target: Path) -> None:
+    """Hard-link (cheap) or copy a file or folder into the channel folder, keeping the folder structure."""
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(src, dst)
+
+    target.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
+    else:
+        link_or_copy(str(source), str(target / source.name))
+
+
+def _run_streaming(command: Sequence[str], paths: Paths, job_name: str, echo: Callable[[str], None] | None
+                   ) -> tuple[int, list[str]]:
+    """Run the entrypoint, echo each log line as it comes; return the exit code and all lines."""
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(paths.base), "TRAINING_JOB_NAME": job_name,
+           "PYTHONUNBUFFERED": "1"}
+    lines: list[str] = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, text=True, errors="replace") as process:
+        assert process.stdout is not None  # stdout=PIPE
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if echo is not None:
+                echo(lines[-1])
+    return process.returncode, lines
+
+
+def _failure_message(job_name: str, code: int, paths: Paths, lines: list[str]) -> str:
+    if paths.failure_file.is_file():
+        reason = paths.failure_file.read_text(errors="replace").strip()
+        return f"Training job {job_name} failed (exit code {code}). Failure file:\n{reason}"
+    last = "\n".join(deque(lines, maxlen=LOG_TAIL_LINES))
+    return (f"Training job {job_name} failed (exit code {code}) without writing {paths.failure_file}. "
+            f"Last log lines:\n{last}")
+
+
+def final_metrics(lines: Sequence[str]) -> dict[str, float]:
+    """The last value of each metric in the log, read with the MetricDefinitions regexes."""
+    found: dict[str, float] = {}
+    patterns = [(metric.name, re.compile(metric.regex)) for metric in METRICS]
+    for line in lines:
+        for name, pattern in patterns:
+            match = pattern.search(line)
+            if match:
+                try:
+                    found[name] = float(match.group(1))
+                except ValueError:  # SageMaker drops non-numeric captures too
+                    continue
+    return found
+
+
+def pack_folder(folder: Path, archive_path: Path) -> Path:
+    """tar.gz of the folder's contents at the archive root, as SageMaker packs /opt/ml/model."""
+    partial = archive_path.with_name(archive_path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
+        for path in sorted(folder.rglob("*")):
+            archive.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    os.replace(partial, archive_path)
+    return archive_path
+
+
+# -- command line ----------------------------------------------------------------------------
+
+
+def _key_values(items: Sequence[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LocalJobError(f"{what} {item!r} must be written as name=value (e.g. epochs=10).")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lstm-ad-local", description="Run LSTM-AD SageMaker jobs locally, "
+                                     "without Docker or AWS, with the real train and serve entrypoints.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="run a training job; writes OUTPUT/model.tar.gz")
+    train.add_argument("--train", required=True, type=Path, help="CSV file or folder: the training channel")
+    train.add_argument("--validation", type=Path, help="CSV file or folder: the optional validation channel")
+    train.add_argument("--hyperparameters", nargs="*", default=[], metavar="NAME=VALUE")
+    train.add_argument("--output", required=True, type=Path, help="folder for model.tar.gz")
+    train.add_argument("--job-dir", type=Path, help="keep the /opt/ml-like job folder here (default: temporary)")
+    transform = commands.add_parser("transform", help="run a batch transform job; writes OUTPUT/<input>.out")
+    transform.add_argument("--model", required=True, type=Path, help="model.tar.gz of a training job")
+    transform.add_argument("--input", required=True, type=Path, help="CSV file or folder of CSV files")
+    transform.add_argument("--output", required=True, type=Path)
+    transform.add_argument("--split-type", default="None", choices=["None", "Line"])
+    transform.add_argument("--strategy", choices=list(STRATEGIES), help="batch strategy (with --split-type Line)")
+    transform.add_argument("--max-payload-mb", type=float, help="MaxPayloadInMB (default: server's answer, or 6)")
+    transform.add_argument("--max-concurrent-transforms", type=int)
+    transform.add_argument("--assemble-with", default="Line", choices=["Line", "None"])
+    transform.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="server environment")
+    transform.add_argument("--job-dir", type=Path, help="keep the job folder (model/, serve.log) here")
+    demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
+    demo.add_argument("--output", required=True, type=Path)
+    demo.add_argument("--seed", type=int, default=0)
+    report = commands.add_parser("demo-report", help="compare a demo .out with the labelled anomalies")
+    report.add_argument("--out", required=True, type=Path, help="the .out file of the demo test series")
+    report.add_argument("--labels", required=True, type=Path, help="the demo labels file (0/1 per row)")
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> None:
+    from . import demo_data  # only the demo commands need it
+
+    if args.command == "train":
+        channels = {TRAINING_CHANNEL: args.train}
+        if args.validation:
+            channels[VALIDATION_CHANNEL] = args.validation
+        result = run_training_job(channels, _key_values(args.hyperparameters, "Hyperparameter"), args.output,
+                                  job_dir=args.job_dir)
+        print(f"Model artifact: {result.model_artifact} ({result.seconds:.1f} s)")
+    elif args.command == "transform":
+        settings = TransformSettings(split_type=args.split_type, strategy=args.strategy,
+                                     max_payload_mb=args.max_payload_mb,
+                                     max_concurrent_transforms=args.max_concurrent_transforms,
+                                     assemble_with=args.assemble_with, environment=_key_values(args.env, "--env"))
+        outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
+        print("Output: " + ", ".join(str(p) for p in outputs))
+    elif args.command == "demo-data":
+        print(demo_data.write_demo_data(args.output, seed=args.seed).describe())
+    else:
+        print(demo_data.report(args.out, args.labels))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`lstm-ad-local`: exit 0 on success, 1 with the job's failure text on stderr otherwise."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        _run_command(args)
+    except LocalJobError as exc:
+        print(f"lstm-ad-local {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)
