@@ -172,6 +172,7 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
     """
     problems: list[str] = []
     values: dict[str, int | float] = {}
+    invalid: set[str] = set()
     for name, raw_value in raw.items():
         if is_reserved(name):
             continue
@@ -180,12 +181,13 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
             problems.append(f"unknown hyperparameter `{name}`")
             continue
         value, problem = _convert(spec, raw_value)
-        if problem:
-            problems.append(problem)
-        elif value is not None:
+        if problem or value is None:
+            problems.append(problem or f"`{name}` is invalid")
+            invalid.add(spec.name)
+        else:
             values[spec.field] = value
     hp = dataclasses.replace(Hyperparameters(), **values)  # type: ignore[arg-type]  # types checked above
-    if "context_length" not in _failed_fields(problems) and hp.prediction_length > hp.context_length:
+    if not invalid & {"context-length", "prediction-length"} and hp.prediction_length > hp.context_length:
         problems.append(
             f"`prediction-length` ({hp.prediction_length}) must not exceed "
             f"`context-length` ({hp.context_length})"
@@ -194,6 +196,3 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
         raise HyperparameterError(problems, [spec.name for spec in SCHEMA])
     return hp
 
-
-def _failed_fields(problems: list[str]) -> set[str]:
-    return {spec.field for spec in SCHEMA for p in problems if f"`{spec.name}`" in p}
