@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tarfile
@@ -143,7 +144,7 @@ def _server_environment(settings: TransformSettings) -> dict[str, str]:
     """What the service puts in the container's environment: batch flag, and only the values the caller set."""
     env = {"SAGEMAKER_BATCH": "true"}
     if settings.max_payload_mb is not None:
-        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = f"{settings.max_payload_mb:g}"
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(math.ceil(settings.max_payload_mb))  # the service sends whole MB
     if settings.strategy is not None:
         env["SAGEMAKER_BATCH_STRATEGY"] = _ENV_STRATEGY[settings.strategy]
     if settings.max_concurrent_transforms is not None:

@@ -1,0 +1,182 @@
+"""The local job runner with the real entrypoints: `train` in a job folder, `serve` (gunicorn) on a free port.
+
+One tiny model is trained per module; each transform test starts the real server once.
+Batch transform output is checked row by row against `Predictor.score` run in-process
+on the same rows (an independent path: no HTTP, no CSV assembly).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_HYPERPARAMETERS, sine_series, write_csv
+from lstm_ad.local_jobs import run_training_job
+from lstm_ad.local_server import LocalJobError
+from lstm_ad.local_transform import TransformSettings, run_transform_job
+from lstm_ad.predictor import Predictor
+
+COLUMNS = 2
+CONTEXT = int(TINY_HYPERPARAMETERS["context-length"])
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny model trained by the local training job, with the job folder kept for inspection."""
+    base = tmp_path_factory.mktemp("local-train")
+    train = write_csv(base / "data" / "train" / "series.csv", sine_series(400, COLUMNS))
+    write_csv(base / "data" / "train" / "more" / "series2.csv", sine_series(300, COLUMNS, seed=1))
+    validation = write_csv(base / "data" / "valid.csv", sine_series(200, COLUMNS, seed=2))
+    lines: list[str] = []
+    result = run_training_job({"training": train.parent, "validation": validation}, TINY_HYPERPARAMETERS,
+                              base / "output", job_name="tiny", job_dir=base / "job", echo=lines.append)
+    unpacked = base / "unpacked"
+    with tarfile.open(result.model_artifact) as archive:
+        archive.extractall(unpacked, filter="data")
+    return {"base": base, "artifact": result.model_artifact, "job": base / "job", "unpacked": unpacked,
+            "metrics": result.final_metrics, "log": "\n".join(lines)}  # type: ignore[dict-item]
+
+
+def _predictor(trained: dict[str, Path]) -> Predictor:
+    return Predictor.load(trained["unpacked"])
+
+
+def _out_rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().split("\n")[:-1]]  # the file ends with a newline
+
+
+def _assert_matches_reference(rows: list[list[str]], values: np.ndarray, predictor: Predictor) -> None:
+    """The .out rows of one request equal Predictor.score of the same rows (empty fields for warm-up)."""
+    reference = predictor.score(values)
+    assert len(rows) == len(values)
+    for index, row in enumerate(rows):
+        assert len(row) == 1 + COLUMNS, row
+        if index < CONTEXT:
+            assert row == [""] * (1 + COLUMNS), (index, row)
+            continue
+        assert float(row[0]) == pytest.approx(reference.log_likelihood[index], rel=1e-4, abs=1e-3)
+        assert [float(x) for x in row[1:]] == pytest.approx(reference.predictions[index], rel=1e-4, abs=1e-4)
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def test_training_job_lays_out_opt_ml_and_packs_the_model(trained: dict[str, Path]) -> None:
+    config = trained["job"] / "input" / "config"
+    hyperparameters = json.loads((config / "hyperparameters.json").read_text())
+    assert hyperparameters == TINY_HYPERPARAMETERS and all(isinstance(v, str) for v in hyperparameters.values())
+    assert set(json.loads((config / "inputdataconfig.json").read_text())) == {"training", "validation"}
+    assert json.loads((config / "resourceconfig.json").read_text())["hosts"] == ["algo-1"]
+    data = trained["job"] / "input" / "data"
+    assert (data / "training" / "more" / "series2.csv").is_file()  # folder structure kept
+    assert (data / "validation" / "valid.csv").is_file()  # a single file becomes the channel's only file
+
+    with tarfile.open(trained["artifact"]) as archive:
+        assert sorted(archive.getnames()) == ["model.json", "weights.pt"]  # at the root, as SageMaker packs
+    assert _predictor(trained).columns == COLUMNS
+    assert {"train:mse", "train:mae", "valid:mse", "valid:mae"} <= set(trained["metrics"])
+    assert all(math.isfinite(v) for v in trained["metrics"].values())
+    assert "train:mse=" in trained["log"]  # the log was streamed
+
+
+def test_failed_training_job_shows_the_failure_file(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", sine_series(200, COLUMNS))
+    with pytest.raises(LocalJobError) as failure:
+        run_training_job({"training": train}, {**TINY_HYPERPARAMETERS, "context-length": "many", "epoch": "3"},
+                         tmp_path / "output", job_name="bad", echo=None)
+    message = str(failure.value)
+    assert "Training job bad failed (exit code 2). Failure file:" in message
+    assert "`context-length` must be an integer" in message and "unknown hyperparameter `epoch`" in message
+    assert not (tmp_path / "output" / "model.tar.gz").exists()
+
+
+def test_training_job_names_missing_input(tmp_path: Path) -> None:
+    with pytest.raises(LocalJobError, match=r"training: .*nowhere\.csv"):
+        run_training_job({"training": tmp_path / "nowhere.csv"}, {}, tmp_path / "output", echo=None)
+
+
+# -- batch transform ----------------------------------------------------------------------------
+
+
+def test_cli_transform_whole_files_in_input_order(trained: dict[str, Path], tmp_path: Path) -> None:
+    """SplitType None: one request per file; one .out per file, one line per input row, nested keys kept."""
+    inputs = {"b.csv": sine_series(120, COLUMNS, seed=5), "a/c.csv": sine_series(90, COLUMNS, seed=6)}
+    for name, values in inputs.items():
+        write_csv(tmp_path / "input" / name, values)
+    (tmp_path / "input" / ".hidden").write_text("not data")
+    done = subprocess.run([str(BIN / "lstm-ad-local"), "transform", "--model", str(trained["artifact"]),
+                           "--input", str(tmp_path / "input"), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = [tmp_path / "out" / "a" / "c.csv.out", tmp_path / "out" / "b.csv.out"]  # key order
+    assert done.stdout.strip() == "Output: " + ", ".join(str(p) for p in expected)
+    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == expected
+    predictor = _predictor(trained)
+    for name in inputs:
+        _assert_matches_reference(_out_rows(tmp_path / "out" / f"{name}.out"), np.loadtxt(
+            tmp_path / "input" / name, delimiter=","), predictor)
+
+
+def test_line_split_multi_record_assembles_mini_batches_in_order(trained: dict[str, Path], tmp_path: Path) -> None:
+    """SplitType Line + MultiRecord: every mini-batch is an independent request with its own warm-up."""
+    values = np.round(sine_series(300, COLUMNS, seed=7) + 3.0, 6)  # positive: every CSV line is 18 bytes
+    path = write_csv(tmp_path / "input" / "series.csv", values)
+    line_bytes = len(path.read_bytes().splitlines(keepends=True)[0])
+    settings = TransformSettings(split_type="Line", strategy="MultiRecord", max_payload_mb=0.002)
+    result = run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out", settings)
+
+    per_batch = int(0.002 * 1024 * 1024) // line_bytes  # whole records that fit in the payload limit
+    batches = [values[start:start + per_batch] for start in range(0, len(values), per_batch)]
+    assert len(batches) == 3 and all(len(batch) > CONTEXT for batch in batches)
+    rows = _out_rows(result.outputs[0])
+    assert len(rows) == len(values)
+    predictor = _predictor(trained)
+    for number, batch in enumerate(batches):
+        _assert_matches_reference(rows[number * per_batch:number * per_batch + len(batch)], batch, predictor)
+    assert result.settings.max_concurrent_transforms >= 1
+    assert result.settings.strategy == "MultiRecord"
+
+
+def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dict[str, Path], tmp_path: Path) -> None:
+    write_csv(tmp_path / "input" / "big.csv", sine_series(400, COLUMNS))
+    job = tmp_path / "job"
+    with pytest.raises(LocalJobError, match=r"big\.csv: The file is 0\.\d+ MB, over MaxPayloadInMB") as failure:
+        run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out",
+                          TransformSettings(max_payload_mb=0.001), job_dir=job)
+    assert "overlap by context-length rows" in str(failure.value)
+    assert not (tmp_path / "out" / "big.csv.out").exists()
+    assert (job / "model" / "model.json").is_file()  # the model was unpacked where SAGEMAKER_BASE_DIR points
+    assert _processes_with(str(job)) == []  # the server (gunicorn and its workers) is gone
+
+
+def test_server_that_dies_at_start_is_reported_with_its_log(trained: dict[str, Path], tmp_path: Path) -> None:
+    write_csv(tmp_path / "input" / "x.csv", sine_series(50, COLUMNS))
+    crash = [sys.executable, "-c", "import sys; print('cannot load the model'); sys.exit(3)"]
+    with pytest.raises(LocalJobError, match=r"(?s)exited with code 3 before answering /ping.*cannot load the model"):
+        run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out", serve_command=crash)
+
+
+def test_invalid_settings_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(LocalJobError, match="split type 'RecordIO'.*max payload 500"):
+        run_transform_job(tmp_path / "model.tar.gz", tmp_path, tmp_path / "out",
+                          TransformSettings(split_type="RecordIO", max_payload_mb=500))
+
+
+def _processes_with(text: str) -> list[int]:
+    """Processes whose environment mentions `text` (Linux /proc; empty elsewhere)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
