@@ -1,0 +1,49 @@
+# LSTM-AD for Amazon SageMaker: one image for training (`train`) and inference (`serve`).
+#
+# Default base: the AWS PyTorch 2.1.0 / Python 3.10 SageMaker training image (CPU).
+#   docker build -t lstm-ad:cpu .
+#   docker build -t lstm-ad:gpu --build-arg BASE_TAG=2.1.0-gpu-py310-cu121-ubuntu20.04-sagemaker .
+#   docker build -t lstm-ad:new --build-arg BASE_IMAGE=<any newer PyTorch image> --build-arg NUMPY_REQUIREMENT=numpy .
+# Pulling the AWS image needs `docker login` to ${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com first
+# (scripts/build_and_push.sh does it). The PyTorch 2.1 images reached end of patch on 2024-10-04.
+ARG REGION=us-east-1
+ARG DLC_ACCOUNT=763104351884
+ARG BASE_TAG=2.1.0-cpu-py310-ubuntu20.04-sagemaker
+ARG BASE_IMAGE=${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/pytorch-training:${BASE_TAG}
+
+FROM ${BASE_IMAGE}
+
+# torch 2.1 only works with numpy<2 (`Tensor.numpy()`); bases with torch>=2.3 can pass "numpy".
+ARG NUMPY_REQUIREMENT="numpy<2"
+
+LABEL org.opencontainers.image.title="lstm-ad-sagemaker" \
+      org.opencontainers.image.description="LSTM-AD time-series anomaly detection as a SageMaker algorithm" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+COPY docker/requirements.txt docker/entrypoint.py docker/check_image.py /opt/program/
+COPY pyproject.toml README.md /tmp/lstm-ad-src/
+COPY container/lstm_ad /tmp/lstm-ad-src/container/lstm_ad
+
+# Install without touching the base's torch: a constraints file pins it to the installed version,
+# our package goes in with --no-deps (its torch requirement is met by the base), and the check
+# fails the build if torch changed, numpy does not suit it, or a requirement is unmet.
+RUN TORCH_VERSION="$(python -c 'import torch; print(torch.__version__)')" \
+    && echo "torch==${TORCH_VERSION%%+*}" > /tmp/constraints.txt \
+    && python -m pip install --no-cache-dir -c /tmp/constraints.txt \
+        -r /opt/program/requirements.txt "${NUMPY_REQUIREMENT}" \
+    && python -m pip install --no-cache-dir --no-deps /tmp/lstm-ad-src \
+    && python /opt/program/check_image.py --expect-torch "${TORCH_VERSION}" \
+    && python -c "import numpy, torch; torch.zeros(1).numpy(); print('numpy', numpy.__version__, 'torch', torch.__version__)" \
+    && rm -rf /tmp/lstm-ad-src /tmp/constraints.txt
+
+EXPOSE 8080
+
+# Our own exec-form entrypoint: `train` (the default) or `serve`; the base's toolkit never runs.
+ENTRYPOINT ["python", "/opt/program/entrypoint.py"]
+CMD ["train"]
