@@ -180,3 +180,20 @@ def _processes_with(text: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_demo_data_labels_every_injected_anomaly(tmp_path: Path) -> None:
+    done = subprocess.run([str(BIN / "lstm-ad-local"), "demo-data", "--output", str(tmp_path), "--seed", "3"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    test = np.loadtxt(tmp_path / "test" / "test.csv", delimiter=",")
+    labels = np.loadtxt(tmp_path / "test_labels.csv", dtype=int)
+    anomalies = json.loads((tmp_path / "anomalies.json").read_text())
+    assert test.shape == (1200, 3) and np.loadtxt(tmp_path / "train" / "train.csv", delimiter=",").shape == (2500, 3)
+    assert labels.sum() == sum(a["end"] - a["start"] for a in anomalies)
+    assert [a["kind"] for a in anomalies] == ["spike", "frequency", "flatline"]
+    for anomaly in anomalies:
+        assert labels[anomaly["start"]:anomaly["end"]].all()
+        assert f"{anomaly['kind']} rows {anomaly['start']}-{anomaly['end'] - 1}" in done.stdout
+    flat = anomalies[2]
+    assert np.ptp(test[flat["start"]:flat["end"], 2]) == 0  # the stuck sensor really is stuck

@@ -116,7 +116,8 @@ def report(out_path: Path, labels_path: Path, lowest: int = 8) -> str:
     lines = [f"{out_path.name}: {len(scores)} rows, {len(scored)} scored, {len(scores) - len(scored)} warm-up rows "
              "with empty fields.", f"The {lowest} lowest normality scores (most anomalous rows):",
              "   row     score  label"]
-    lines += [f"{row:6d} {scores[row]:9.2f}  {'ANOMALY' if labels[row] else '-'}" for row in order[:lowest]]
+    warm_up = int(np.argmax(~np.isnan(scores))) if len(scored) else 0  # = context-length
+    lines += [f"{row:6d} {scores[row]:9.2f}  {_label(row, labels, warm_up)}" for row in order[:lowest]]
     lines.append("Labelled anomalies (rank 1 = the most anomalous row of the file):")
     for start, end in _spans(labels):
         inside = [row for row in range(start, end) if not np.isnan(scores[row])]
@@ -127,6 +128,14 @@ def report(out_path: Path, labels_path: Path, lowest: int = 8) -> str:
         lines.append(f"  rows {start}-{end - 1}: lowest score {scores[best]:.2f} at row {best}, rank {rank[best]} "
                      f"of {len(scored)}")
     return "\n".join(lines)
+
+
+def _label(row: int, labels: np.ndarray, warm_up: int) -> str:
+    """ANOMALY, or how soon after one (its rows are still in the model's context), or '-'."""
+    if labels[row]:
+        return "ANOMALY"
+    after = [row - end + 1 for _, end in _spans(labels) if 0 <= row - end < warm_up]
+    return f"- ({min(after)} rows after an anomaly)" if after else "-"
 
 
 def _spans(labels: np.ndarray) -> list[tuple[int, int]]:

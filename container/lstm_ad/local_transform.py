@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .local_server import LocalJobError, LocalServer, Response, console_script
+from .local_server import LocalJobError, LocalServer, console_script
 
 logger = logging.getLogger(__name__)
 
@@ -244,14 +244,14 @@ def _check_size(payload: bytes, limit: int, what: str) -> None:
 def _invoke(server: LocalServer, payload: bytes, settings: TransformSettings) -> bytes:
     """POST /invocations; server errors and lost connections are retried, client errors are not."""
     headers = {"Content-Type": settings.content_type, "Accept": settings.accept}
-    response: Response | None = None
-    for _attempt in range(settings.max_retries + 1):
+    attempts = 0
+    while True:
         response = server.request("POST", "/invocations", payload, headers, settings.invocation_timeout_s)
+        attempts += 1
         if response.status == 200:
             return response.body
-        if 400 <= response.status < 500:
+        if 400 <= response.status < 500 or attempts > settings.max_retries:
             break
-    assert response is not None  # the loop runs at least once
     text = response.body.decode("utf-8", "replace").strip()
     raise LocalJobError(f"/invocations answered {response.status or 'no response'}: {text[:2000]}")
 
