@@ -52,7 +52,7 @@ build() {  # variant tag
     local args=(--build-arg "REGION=$REGION" --build-arg "DLC_ACCOUNT=$DLC_ACCOUNT" --build-arg "BASE_TAG=$base_tag")
     if [ -n "${BASE_IMAGE:-}" ]; then args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
     if [ -n "${NUMPY_REQUIREMENT:-}" ]; then args+=(--build-arg "NUMPY_REQUIREMENT=$NUMPY_REQUIREMENT"); fi
-    docker build "${args[@]}" -t "$IMAGE_REPO:$tag-$variant" .
+    DOCKER_BUILDKIT=1 docker build "${args[@]}" -t "$IMAGE_REPO:$tag-$variant" .  # BuildKit expands the chained ARGs
 }
 
 push() {  # variant tag

@@ -56,7 +56,7 @@ opt_ml() {  # folder hyperparameters-json
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
     log "building $IMAGE"
     # shellcheck disable=SC2086  # BUILD_ARGS is a list of words on purpose
-    docker build ${BUILD_ARGS:-} -t "$IMAGE" .
+    DOCKER_BUILDKIT=1 docker build ${BUILD_ARGS:-} -t "$IMAGE" .
 fi
 
 log "train (no argument: the default command), --network none"

@@ -27,7 +27,7 @@ from botocore.model import Shape
 from botocore.stub import Stubber
 
 from conftest import REPO, TINY_HYPERPARAMETERS, make_opt_ml, sine_series
-from lstm_ad.algorithm_spec import VALIDATION_HYPERPARAMETERS, markdown_tables
+from lstm_ad.algorithm_spec import VALIDATION_HYPERPARAMETERS, hyperparameter_table, markdown_tables, metric_table
 from lstm_ad.config import SCHEMA, Hyperparameters, parse_hyperparameters
 from lstm_ad.metrics import METRICS
 
@@ -290,3 +290,12 @@ def test_markdown_tables_list_every_hyperparameter_and_metric() -> None:
         assert f"| `{spec.name}` | {'integer' if spec.type is int else 'float'} |" in tables
     for metric in METRICS:
         assert f"| `{metric.name}` | `{metric.regex}` |" in tables
+
+
+def test_readme_tables_are_the_generated_ones() -> None:
+    readme = (REPO / "README.md").read_text() if (REPO / "README.md").is_file() else ""
+    if "| `context-length` |" not in readme:
+        pytest.skip("README.md has no hyperparameter table yet (paste `markdown_tables()` output)")
+    regenerate = 'python -c "from lstm_ad.algorithm_spec import markdown_tables; print(markdown_tables())"'
+    assert hyperparameter_table() in readme, f"README hyperparameter table is stale: regenerate with {regenerate}"
+    assert metric_table() in readme, f"README metric table is stale: regenerate with {regenerate}"

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,33 @@ def test_dockerignore_sends_only_what_the_build_copies(parsed: list[tuple[str, s
     unwanted = [".venv/bin/python", ".git/HEAD", "tests/test_config.py", "scripts/test.sh",
                 "container/lstm_ad/__pycache__/cli.cpython-310.pyc", "container/lstm_ad_sagemaker.egg-info/PKG-INFO"]
     assert [p for p in unwanted if not dockerignored(p, patterns)] == []
+
+
+def test_copied_sources_build_a_wheel_with_our_console_scripts(parsed: list[tuple[str, str]], tmp_path: Path) -> None:
+    """What the Dockerfile copies to /tmp/lstm-ad-src is enough for `pip install --no-deps` to build."""
+    pytest.importorskip("setuptools", reason="building the wheel without isolation needs setuptools")
+    root = tmp_path / "root"
+    for args in values_of(parsed, "COPY"):
+        *sources, dest = shlex.split(args)
+        if not dest.startswith("/tmp/lstm-ad-src"):
+            continue
+        for source in sources:
+            target = root / dest.lstrip("/")
+            if (REPO / source).is_dir():
+                shutil.copytree(REPO / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / source, target / Path(source).name)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path / "dist"), str(root / "tmp" / "lstm-ad-src")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wheel, = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "lstm_ad/cli.py" in names and "lstm_ad/algorithm_spec.py" in names
+    assert "train = lstm_ad.cli:train" in entry_points and "serve = lstm_ad.cli:serve" in entry_points
 
 
 # --- the scripts the image runs, run here ---------------------------------------------------
