@@ -33,17 +33,17 @@ COPY container/lstm_ad /tmp/lstm-ad-src/container/lstm_ad
 # Install without touching the base's torch: a constraints file pins it to the installed version,
 # our package goes in with --no-deps (its torch requirement is met by the base), and the check
 # fails the build if torch changed, numpy does not suit it, or a requirement is unmet.
-RUN TORCH_VERSION="$(python -c 'import torch; print(torch.__version__)')" \
+RUN TORCH_VERSION="$(python3 -c 'import torch; print(torch.__version__)')" \
     && echo "torch==${TORCH_VERSION%%+*}" > /tmp/constraints.txt \
-    && python -m pip install --no-cache-dir -c /tmp/constraints.txt \
+    && python3 -m pip install --no-cache-dir -c /tmp/constraints.txt \
         -r /opt/program/requirements.txt "${NUMPY_REQUIREMENT}" \
-    && python -m pip install --no-cache-dir --no-deps /tmp/lstm-ad-src \
-    && python /opt/program/check_image.py --expect-torch "${TORCH_VERSION}" \
-    && python -c "import numpy, torch; torch.zeros(1).numpy(); print('numpy', numpy.__version__, 'torch', torch.__version__)" \
+    && python3 -m pip install --no-cache-dir --no-deps /tmp/lstm-ad-src \
+    && python3 /opt/program/check_image.py --expect-torch "${TORCH_VERSION}" \
+    && python3 -c "import numpy, torch; torch.zeros(1).numpy(); print('numpy', numpy.__version__, 'torch', torch.__version__)" \
     && rm -rf /tmp/lstm-ad-src /tmp/constraints.txt
 
 EXPOSE 8080
 
 # Our own exec-form entrypoint: `train` (the default) or `serve`; the base's toolkit never runs.
-ENTRYPOINT ["python", "/opt/program/entrypoint.py"]
+ENTRYPOINT ["python3", "/opt/program/entrypoint.py"]
 CMD ["train"]

@@ -99,7 +99,7 @@ def test_base_image_defaults_to_the_pytorch_21_cpu_dlc(parsed: list[tuple[str, s
 
 def test_entrypoint_is_our_exec_form_dispatcher(parsed: list[tuple[str, str]]) -> None:
     entrypoint, = values_of(parsed, "ENTRYPOINT")
-    assert json.loads(entrypoint) == ["python", "/opt/program/entrypoint.py"]  # exec form: PID 1 gets SIGTERM
+    assert json.loads(entrypoint) == ["python3", "/opt/program/entrypoint.py"]  # exec form: PID 1 gets SIGTERM
     assert json.loads(values_of(parsed, "CMD")[0]) == ["train"]
     copied = [args.split() for args in values_of(parsed, "COPY")]
     assert any("docker/entrypoint.py" in words and words[-1] == "/opt/program/" for words in copied)
