@@ -135,7 +135,9 @@ def _label(row: int, labels: np.ndarray, warm_up: int) -> str:
     if labels[row]:
         return "ANOMALY"
     after = [row - end + 1 for _, end in _spans(labels) if 0 <= row - end < warm_up]
-    return f"- ({min(after)} rows after an anomaly)" if after else "-"
+    if not after:
+        return "-"
+    return f"- ({min(after)} row{'s' if min(after) > 1 else ''} after an anomaly)"
 
 
 def _spans(labels: np.ndarray) -> list[tuple[int, int]]:

@@ -143,7 +143,7 @@ def install_model(model: Path, model_dir: Path) -> None:
 def _server_environment(settings: TransformSettings) -> dict[str, str]:
     """What the service puts in the container's environment: batch flag, and only the values the caller set."""
     env = {"SAGEMAKER_BATCH": "true"}
-    if settings.max_payload_mb is not None:
+    if settings.max_payload_mb:  # 0 (no limit, chunked) leaves the server at its own maximum
         env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(math.ceil(settings.max_payload_mb))  # the service sends whole MB
     if settings.strategy is not None:
         env["SAGEMAKER_BATCH_STRATEGY"] = _ENV_STRATEGY[settings.strategy]
