@@ -1,0 +1,86 @@
+"""Request bodies in, response bodies out: CSV (the default) and JSON.
+
+CSV request: the training layout (no header, one column per variable, one row per
+time step). CSV response: one line per request row, `log_likelihood,pred_1,...,pred_d`,
+with empty fields for the warm-up rows (`,,` for two columns).
+
+JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows).
+JSON response: `{"log_likelihood": [...], "predictions": [[...], ...]}`, one entry per
+request row, `null` for warm-up rows, numbers at full float64 precision.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .csv_format import format_rows
+from .data import parse_csv
+from .errors import DataError
+from .predictor import ScoreResult
+
+CSV, JSON = "text/csv", "application/json"
+SOURCE = "request body"
+
+
+def decode_csv(body: bytes) -> np.ndarray:
+    """CSV bytes -> (rows, columns) float64, or a DataError naming the line and column."""
+    try:  # fast path: the same pandas call as data.parse_csv, without decoding to str first
+        values = pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64, engine="c",
+                             skip_blank_lines=True, na_filter=True).to_numpy(dtype=np.float64, copy=False)
+        if np.isfinite(values).all():
+            return np.ascontiguousarray(values)
+    except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError is a ValueError too
+        pass
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{SOURCE}: is not UTF-8 text (byte {exc.start}). Send CSV text.") from None
+    return parse_csv(text, SOURCE)  # slow path: finds the first bad line/cell and raises
+
+
+def decode_json(body: bytes) -> np.ndarray:
+    """`{"values": [[...], ...]}` or `[[...], ...]` -> (rows, columns) float64."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise DataError(f"{SOURCE}: is not valid JSON ({exc}).") from None
+    rows = document.get("values") if isinstance(document, dict) else document
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f'{SOURCE}: expected {{"values": [[x_1, ..., x_d], ...]}}, one list of numbers per '
+                        "time step.")
+    width = len(rows[0]) if isinstance(rows[0], list) else -1
+    for row_no, row in enumerate(rows, start=1):
+        if not isinstance(row, list) or len(row) != width or not row:
+            raise DataError(f"{SOURCE}, row {row_no}: expected a list of {max(width, 1)} numbers like row 1, "
+                            f"got {json.dumps(row)[:60]}. Every row must have the same number of values.")
+        for col_no, cell in enumerate(row, start=1):
+            if isinstance(cell, bool) or not isinstance(cell, (int, float)) or not math.isfinite(cell):
+                raise DataError(f"{SOURCE}, row {row_no}, column {col_no}: {json.dumps(cell)[:60]} is not a "
+                                "finite number. Every value must be a number.")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def encode_csv(result: ScoreResult) -> bytes:
+    columns = [result.log_likelihood] + [result.predictions[:, j] for j in range(result.predictions.shape[1])]
+    return format_rows(columns)
+
+
+def encode_json(result: ScoreResult) -> bytes:
+    def listed(values: np.ndarray) -> list[Any]:
+        cells = values.astype(object)
+        cells[~np.isfinite(values)] = None
+        listed_cells: list[Any] = cells.tolist()
+        return listed_cells
+
+    document = {"log_likelihood": listed(result.log_likelihood), "predictions": listed(result.predictions)}
+    return json.dumps(document).encode()
+
+
+DECODERS = {CSV: decode_csv, JSON: decode_json}
+ENCODERS = {CSV: encode_csv, JSON: encode_json}

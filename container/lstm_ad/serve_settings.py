@@ -1,0 +1,87 @@
+"""Settings of the `serve` process, read from the environment in one place.
+
+  SAGEMAKER_BIND_TO_PORT              TCP port on 0.0.0.0 (default 8080)
+  SAGEMAKER_MODEL_SERVER_WORKERS      gunicorn worker processes (default: GPUs if any, else CPU cores);
+    or MODEL_SERVER_WORKERS
+  LSTM_AD_SERVER_THREADS              request threads per worker (default 2: a long request never blocks /ping)
+  LSTM_AD_TORCH_THREADS               torch intra-op threads per worker (default CPU cores / workers, >= 1)
+  SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 3600, batch's maximum);
+    or MODEL_SERVER_TIMEOUT
+  SAGEMAKER_MAX_PAYLOAD_IN_MB         largest request body in MB (default 100, batch's maximum)
+  SAGEMAKER_MAX_CONCURRENT_TRANSFORMS advertised MaxConcurrentTransforms (default: workers)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import UserError
+
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_S = 3600  # above the 600 s default (and at the 3600 s maximum) of batch invocations
+GRACEFUL_TIMEOUT_S = 25  # SageMaker sends SIGKILL 30 s after SIGTERM
+MAX_BATCH_PAYLOAD_MB = 100  # batch transform: MaxPayloadInMB <= 100 and x MaxConcurrentTransforms <= 100
+MIN_ADVERTISED_PAYLOAD_MB = 6  # SageMaker's default: never advertise less
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    threads: int = 2
+    torch_threads: int = 1
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    max_payload_mb: int = MAX_BATCH_PAYLOAD_MB
+    max_concurrent_transforms: int | None = None  # None: derived from workers
+    use_gpu: bool = False
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * MB
+
+    def execution_parameters(self) -> dict[str, int]:
+        """The batch transform answer: concurrency x payload <= 100 (SageMaker's rule)."""
+        concurrent = self.max_concurrent_transforms or self.workers
+        payload = min(self.max_payload_mb, MAX_BATCH_PAYLOAD_MB)
+        if concurrent * payload > MAX_BATCH_PAYLOAD_MB:
+            payload = max(MIN_ADVERTISED_PAYLOAD_MB, MAX_BATCH_PAYLOAD_MB // concurrent)
+            payload = min(payload, self.max_payload_mb)
+            concurrent = max(1, min(concurrent, MAX_BATCH_PAYLOAD_MB // payload))
+        return {"MaxConcurrentTransforms": concurrent, "MaxPayloadInMB": payload}
+
+
+def settings_from_env(environ: Mapping[str, str] = os.environ, cpus: int | None = None,
+                      gpus: int = 0) -> ServeSettings:
+    """Parse the variables above; a UserError lists every bad one with its allowed range."""
+    cpus = cpus or os.cpu_count() or 1
+    problems: list[str] = []
+
+    def number(names: tuple[str, ...], default: int, low: int, high: int) -> int:
+        name = next((n for n in names if environ.get(n, "").strip()), None)
+        if name is None:
+            return default
+        raw = environ[name].strip()
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            problems.append(f"{name}={raw!r} must be an integer in [{low}, {high}]")
+            return default
+        return value
+
+    port = number(("SAGEMAKER_BIND_TO_PORT",), DEFAULT_PORT, 1, 65535)
+    workers = number(("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), gpus or cpus, 1, 256)
+    threads = number(("LSTM_AD_SERVER_THREADS",), 2, 1, 64)
+    torch_threads = number(("LSTM_AD_TORCH_THREADS",), max(1, cpus // workers), 1, 1024)
+    timeout = number(("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), DEFAULT_TIMEOUT_S, 1, 86400)
+    payload = number(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), MAX_BATCH_PAYLOAD_MB, 1, 10_000)
+    concurrent = number(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 0, 1000) or None
+    if problems:
+        raise UserError("Invalid server settings: " + "; ".join(problems) + ".")
+    return ServeSettings(port=port, workers=workers, threads=threads, torch_threads=torch_threads,
+                         timeout_s=timeout, max_payload_mb=payload, max_concurrent_transforms=concurrent,
+                         use_gpu=gpus > 0)

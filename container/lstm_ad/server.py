@@ -1,0 +1,103 @@
+"""The `serve` process: gunicorn (no nginx) serving the Flask app of app.py.
+
+The master validates the model once (a model that cannot be loaded stops `serve`
+at once with the reason, instead of a server whose workers die in a loop), then
+forks the workers; each worker loads its own copy after the fork, with its torch
+thread count set so that the workers together do not oversubscribe the cores.
+SIGTERM makes gunicorn stop accepting, finish the requests in flight (within
+GRACEFUL_TIMEOUT_S, before SageMaker's SIGKILL) and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from .app import create_app
+from .errors import UserError
+from .predictor import ArtifactError, Predictor
+from .sagemaker import Paths, base_dir
+from .serve_settings import GRACEFUL_TIMEOUT_S, ServeSettings, settings_from_env
+
+logger = logging.getLogger(__name__)
+
+EXIT_BAD_MODEL = 1
+EXIT_BAD_SETTINGS = 2
+
+
+class InferenceServer(BaseApplication):
+    def __init__(self, paths: Paths, settings: ServeSettings):
+        self.paths = paths
+        self.settings = settings
+        self.worker_number = 0
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": f"0.0.0.0:{s.port}",
+            "workers": s.workers,
+            "threads": s.threads,
+            "worker_class": "gthread",
+            "timeout": s.timeout_s,
+            "graceful_timeout": GRACEFUL_TIMEOUT_S,
+            "keepalive": 75,  # longer than a load balancer's idle timeout (60 s)
+            "preload_app": False,  # each worker loads the model after the fork
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": "info",
+            "post_fork": _post_fork,
+        }
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25: no socket in $HOME
+            options["control_socket_disable"] = True
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        """Runs in each worker after the fork."""
+        device = _worker_device(self.settings, self.worker_number)
+        predictor = Predictor.load(self.paths.model_dir, device=device)
+        # The first forward pass loads and compiles kernels (seconds): pay it before answering /ping.
+        predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
+        logger.info("Worker loaded the model from %s on %s (%d columns, context-length %d).",
+                    self.paths.model_dir, device, predictor.columns, predictor.context_length)
+        return create_app(predictor, self.settings)
+
+
+def _post_fork(server: Any, worker: Any) -> None:
+    """Runs in the new worker before `load`."""
+    torch.set_num_threads(server.app.settings.torch_threads)
+    server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
+
+
+def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
+    if not settings.use_gpu:
+        return torch.device("cpu")
+    return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
+
+
+def main() -> None:
+    """Entry point behind `serve` (logging is configured by cli.serve)."""
+    paths = Paths(base_dir())
+    try:
+        settings = settings_from_env(gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    except UserError as exc:
+        logger.error("%s", exc)
+        sys.exit(EXIT_BAD_SETTINGS)
+    try:
+        predictor = Predictor.load(paths.model_dir)  # validate before forking; workers load their own
+    except ArtifactError as exc:
+        logger.error("Cannot serve: %s", exc)
+        sys.exit(EXIT_BAD_MODEL)
+    logger.info("Serving %s on 0.0.0.0:%d: %d workers x %d threads, %d torch threads each, timeout %d s, "
+                "max payload %d MB, model of %d columns and context-length %d.", paths.model_dir,
+                settings.port, settings.workers, settings.threads, settings.torch_threads, settings.timeout_s,
+                settings.max_payload_mb, predictor.columns, predictor.context_length)
+    del predictor
+    InferenceServer(paths, settings).run()

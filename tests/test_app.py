@@ -1,0 +1,240 @@
+"""The HTTP interface in-process (Flask test client) with a real, small, untrained predictor."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import sine_series
+from lstm_ad.app import create_app
+from lstm_ad.config import Hyperparameters
+from lstm_ad.data import Scaler
+from lstm_ad.errors import UserError
+from lstm_ad.gaussian import Gaussian
+from lstm_ad.model import LSTMForecaster, NetworkConfig
+from lstm_ad.predictor import Predictor, ScoreResult
+from lstm_ad.scoring import default_chunk_length
+from lstm_ad.serve_settings import ServeSettings, settings_from_env
+
+CONTEXT = 5
+ROWS = 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """As in a server worker; several intra-op threads on a busy 2-core machine are many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    """A real predictor, untrained: random weights are enough to check the HTTP layer against it."""
+    torch.manual_seed(0)
+    network = LSTMForecaster(NetworkConfig(columns=2, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
+    return Predictor(network=network.eval(),
+                     hyperparameters=Hyperparameters(context_length=CONTEXT, prediction_length=2),
+                     scaler=Scaler(mean=np.array([0.1, -0.2]), std=np.array([0.7, 1.3])),
+                     gaussian=Gaussian(mean=np.zeros(4), cov=np.eye(4) * 0.5 + 0.1),
+                     chunk_length=default_chunk_length(CONTEXT))
+
+
+@pytest.fixture()
+def client(predictor: Predictor):
+    return create_app(predictor, ServeSettings(workers=2)).test_client()
+
+
+def csv_bytes(values: np.ndarray) -> bytes:
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in values).encode()
+
+
+SERIES = sine_series(ROWS, columns=2) * 3 + 1
+
+
+def parse_response_csv(text: str) -> np.ndarray:
+    rows = [[float(cell) if cell else np.nan for cell in line.split(",")] for line in text.splitlines()]
+    return np.array(rows)
+
+
+def test_ping_is_200_with_empty_body(client) -> None:
+    response = client.get("/ping")
+    assert response.status_code == 200 and response.data == b""
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "text/csv"},
+    {"Content-Type": "text/csv", "Accept": "text/csv"},
+    {"Content-Type": "text/csv; charset=utf-8", "Accept": "*/*"},
+    {"Content-Type": "text/csv", "Accept": "application/json;q=0.5, text/csv"},
+    {},  # no Content-Type: taken as CSV
+])
+def test_csv_in_csv_out_matches_the_predictor_row_by_row(client, predictor: Predictor, headers: dict) -> None:
+    response = client.post("/invocations", data=csv_bytes(SERIES), headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.mimetype == "text/csv"
+    text = response.data.decode()
+    assert text.endswith("\n") and len(text.splitlines()) == ROWS
+    assert text.splitlines()[:CONTEXT] == [",,"] * CONTEXT  # warm-up rows: empty fields
+    got = parse_response_csv(text)
+    expected = predictor.score(SERIES)
+    assert got.shape == (ROWS, 3)
+    np.testing.assert_allclose(got[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(got[:, 1:], expected.predictions, rtol=1e-8, equal_nan=True)
+    assert np.isfinite(got[CONTEXT:]).all()
+
+
+@pytest.mark.parametrize("body", [
+    lambda v: json.dumps({"values": v.tolist()}),
+    lambda v: json.dumps(v.tolist()),
+])
+def test_json_in_json_out_is_the_predictor_output_exactly(client, predictor: Predictor, body) -> None:
+    response = client.post("/invocations", data=body(SERIES),
+                           headers={"Content-Type": "application/json", "Accept": "application/json"})
+    assert response.status_code == 200, response.data
+    document = response.get_json()
+    expected = predictor.score(SERIES)
+    assert document["log_likelihood"][:CONTEXT] == [None] * CONTEXT
+    assert document["predictions"][:CONTEXT] == [[None, None]] * CONTEXT
+    assert document["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    assert document["predictions"][CONTEXT:] == expected.predictions[CONTEXT:].tolist()
+
+
+def test_json_in_csv_out_equals_csv_in_csv_out(client) -> None:
+    from_json = client.post("/invocations", json={"values": SERIES.tolist()}, headers={"Accept": "text/csv"})
+    from_csv = client.post("/invocations", data=csv_bytes(SERIES), headers={"Content-Type": "text/csv"})
+    assert from_json.status_code == from_csv.status_code == 200
+    assert from_json.data == from_csv.data
+
+
+def test_repeated_calls_give_identical_bytes(client) -> None:
+    answers = {client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").data for _ in range(3)}
+    assert len(answers) == 1
+
+
+def lines(*rows: str) -> bytes:
+    return "\n".join(rows).encode()
+
+
+GOOD_ROWS = [f"{v[0]!r},{v[1]!r}" for v in SERIES.tolist()]
+
+BAD_REQUESTS = [
+    # (id, content type, body, status, words the one-line message must contain)
+    ("header", "text/csv", lines("a,b", *GOOD_ROWS), 400, ["line 1, column 1", "header"]),
+    ("text cell", "text/csv", lines(*GOOD_ROWS[:2], "1.0,abc", *GOOD_ROWS[3:]), 400, ["line 3, column 2", "'abc'"]),
+    ("nan", "text/csv", lines(*GOOD_ROWS[:9], "nan,1", *GOOD_ROWS[10:]), 400, ["line 10, column 1", "finite"]),
+    ("inf", "text/csv", lines(*GOOD_ROWS[:4], "1,inf", *GOOD_ROWS[5:]), 400, ["line 5, column 2", "finite"]),
+    ("empty cell", "text/csv", lines(*GOOD_ROWS[:6], "1,", *GOOD_ROWS[7:]), 400, ["line 7, column 2", "empty"]),
+    ("ragged", "text/csv", lines(*GOOD_ROWS[:3], "1.0", *GOOD_ROWS[4:]), 400, ["line 4", "1 columns"]),
+    ("empty body", "text/csv", b"", 400, ["empty"]),
+    ("blank body", "text/csv", b"\n \n", 400, ["empty"]),
+    ("wrong columns", "text/csv", lines(*(r + ",1" for r in GOOD_ROWS)), 400, ["expected 2 columns", "got 3"]),
+    ("too few rows", "text/csv", lines(*GOOD_ROWS[:CONTEXT]), 400, [f"got {CONTEXT} rows", f"at least {CONTEXT + 1}"]),
+    ("not utf-8", "text/csv", b"\xff\xfe1,2\n", 400, ["UTF-8"]),
+    ("bad json", "application/json", b"{values: [", 400, ["not valid JSON"]),
+    ("json no rows", "application/json", b'{"rows": [[1, 2]]}', 400, ['"values"']),
+    ("json ragged", "application/json", json.dumps([[1, 2], [3]]).encode(), 400, ["row 2", "2 numbers"]),
+    ("json text", "application/json", json.dumps([[1, 2], [3, "x"]]).encode(), 400, ["row 2, column 2", '"x"']),
+    ("json null", "application/json", json.dumps([[1, None], [3, 4]]).encode(), 400, ["row 1, column 2"]),
+    ("xml", "application/xml", b"<a/>", 415, ["application/xml", "text/csv"]),
+    ("jsonlines", "application/jsonlines", b"[1, 2]", 415, ["application/jsonlines"]),
+]
+
+
+@pytest.mark.parametrize("content_type, body, status, words",
+                         [case[1:] for case in BAD_REQUESTS], ids=[case[0] for case in BAD_REQUESTS])
+def test_bad_requests_get_a_one_line_reason(client, content_type: str, body: bytes, status: int,
+                                            words: list[str]) -> None:
+    response = client.post("/invocations", data=body, headers={"Content-Type": content_type})
+    assert response.status_code == status
+    text = response.data.decode()
+    assert text.count("\n") == 1 and text.endswith("\n"), text
+    for word in words:
+        assert word in text, text
+
+
+@pytest.mark.parametrize("accept", ["image/png", "application/xml", "text/html"])
+def test_unsupported_accept_is_406(client, accept: str) -> None:
+    response = client.post("/invocations", data=csv_bytes(SERIES), headers={"Content-Type": "text/csv",
+                                                                            "Accept": accept})
+    assert response.status_code == 406
+    assert accept in response.data.decode() and "text/csv" in response.data.decode()
+
+
+def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
+    client = create_app(predictor, ServeSettings(max_payload_mb=1)).test_client()
+    body = csv_bytes(sine_series(60_000, columns=2))
+    assert len(body) > 1024 * 1024
+    response = client.post("/invocations", data=body, content_type="text/csv")
+    assert response.status_code == 413
+    assert "1 MB" in response.data.decode() and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in response.data.decode()
+    assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200
+
+
+class BrokenPredictor:
+    """Stands in for a bug in our own code (the only stub here)."""
+
+    def score(self, values: np.ndarray) -> ScoreResult:
+        raise KeyError("internal detail")
+
+
+def test_our_bug_is_a_short_500_with_the_traceback_only_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    client = create_app(BrokenPredictor(), ServeSettings()).test_client()
+    with caplog.at_level(logging.ERROR, logger="lstm_ad.app"):
+        response = client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv")
+    assert response.status_code == 500
+    body = response.data.decode()
+    assert "KeyError" in body and "Traceback" not in body and body.count("\n") == 1
+    assert "Traceback" in caplog.text and "internal detail" in caplog.text
+
+
+def test_unknown_path_and_method_are_plain_http_errors(client) -> None:
+    assert client.get("/nothing").status_code == 404
+    assert client.get("/invocations").status_code == 405
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (ServeSettings(workers=1), {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 100}),
+    (ServeSettings(workers=2), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}),
+    (ServeSettings(workers=8), {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=64), {"MaxConcurrentTransforms": 16, "MaxPayloadInMB": 6}),
+    (ServeSettings(workers=4, max_payload_mb=6), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 6}),
+    (ServeSettings(workers=2, max_concurrent_transforms=5), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 20}),
+])
+def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, settings: ServeSettings,
+                                                       expected: dict) -> None:
+    response = create_app(predictor, settings).test_client().get("/execution-parameters")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    answer = response.get_json()
+    assert answer == expected  # no BatchStrategy: SDK local mode rejects the documented spelling
+    assert answer["MaxConcurrentTransforms"] * answer["MaxPayloadInMB"] <= 100
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, dict(port=8080, workers=2, threads=2, torch_threads=1, timeout_s=3600, max_payload_mb=100)),
+    ({"SAGEMAKER_BIND_TO_PORT": "9000", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}, dict(port=9000, workers=1,
+                                                                                    torch_threads=2)),
+    ({"MODEL_SERVER_WORKERS": "3", "MODEL_SERVER_TIMEOUT": "900"}, dict(workers=3, timeout_s=900, torch_threads=1)),
+    ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1200", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6", "LSTM_AD_SERVER_THREADS": "4",
+      "LSTM_AD_TORCH_THREADS": "2"}, dict(timeout_s=1200, max_payload_mb=6, threads=4, torch_threads=2)),
+])
+def test_settings_from_environment(environ: dict, expected: dict) -> None:
+    settings = settings_from_env(environ, cpus=2)
+    assert {key: getattr(settings, key) for key in expected} == expected
+
+
+def test_gpus_set_the_default_worker_count() -> None:
+    settings = settings_from_env({}, cpus=8, gpus=4)
+    assert (settings.workers, settings.torch_threads, settings.use_gpu) == (4, 2, True)
+
+
+def test_bad_settings_are_all_named_at_once() -> None:
+    with pytest.raises(UserError) as error:
+        settings_from_env({"SAGEMAKER_BIND_TO_PORT": "http", "SAGEMAKER_MODEL_SERVER_WORKERS": "0"}, cpus=2)
+    assert "SAGEMAKER_BIND_TO_PORT='http'" in str(error.value)
+    assert "SAGEMAKER_MODEL_SERVER_WORKERS='0' must be an integer in [1, 256]" in str(error.value)
