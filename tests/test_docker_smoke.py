@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,9 @@ while args[0].startswith("-"):
     if option in ("-v", "--volume"):
         host, target = args.pop(0).split(":")[:2]
         mounts.append((host, target))
-    elif option in ("--network", "-p", "--name", "--gpus"):
+    elif option == "-p":  # 127.0.0.1:PORT:8080 -> the server listens on PORT itself
+        os.environ["SAGEMAKER_BIND_TO_PORT"] = args.pop(0).split(":")[-2]
+    elif option in ("--network", "--name", "--gpus"):
         args.pop(0)
 command = args[1:]  # args[0] is the image
 base = Path(os.environ["STAND_IN_ROOT"])
@@ -112,3 +116,40 @@ def test_docker_local_train_reports_the_failure(tmp_path: Path, stand_in: dict[s
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Training failed (exit 2):" in result.stderr
     assert "`hidden-size` must be in [1, 4096], got \"0\"" in result.stderr  # the failure file, shown
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_docker_local_serve_and_predict(tmp_path: Path, stand_in: dict[str, str]) -> None:
+    pytest.importorskip("lstm_ad.server", reason="the serve module is not in this checkout yet")
+    if shutil.which("curl") is None:
+        pytest.skip("docker_local.sh predict needs curl")
+    write_csv(tmp_path / "data" / "a.csv", sine_series(300, columns=2))
+    (tmp_path / "hp.json").write_text(json.dumps(TINY_HYPERPARAMETERS))
+    subprocess.run(["bash", str(DOCKER_LOCAL), "train", str(tmp_path / "data"), str(tmp_path / "hp.json")],
+                   capture_output=True, text=True, timeout=300, env=stand_in, check=True)
+    test_csv = write_csv(tmp_path / "test.csv", sine_series(60, columns=2, seed=2))
+    port = str(free_port())
+    serve_env = {**stand_in, "STAND_IN_ROOT": str(tmp_path / "serve_ml")}
+    server = subprocess.Popen(["bash", str(DOCKER_LOCAL), "serve", str(tmp_path / "out" / "model"), port],
+                              env=serve_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, result = time.monotonic() + 90, None
+        while time.monotonic() < deadline:
+            result = subprocess.run(["bash", str(DOCKER_LOCAL), "predict", str(test_csv), port],
+                                    capture_output=True, text=True, timeout=60, env=stand_in)
+            if result.returncode == 0 or server.poll() is not None:
+                break
+            time.sleep(1)
+        assert result is not None and result.returncode == 0, result and result.stderr
+        lines = result.stdout.splitlines()
+        context = int(TINY_HYPERPARAMETERS["context-length"])
+        assert len(lines) == 60 and lines[:context] == [",,"] * context
+        assert all(len(line.split(",")) == 3 for line in lines[context:])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
