@@ -26,21 +26,24 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
-COPY docker/requirements.txt docker/entrypoint.py docker/check_image.py /opt/program/
-COPY pyproject.toml README.md /tmp/lstm-ad-src/
-COPY container/lstm_ad /tmp/lstm-ad-src/container/lstm_ad
-
 # Install without touching the base's torch: a constraints file pins it to the installed version,
 # our package goes in with --no-deps (its torch requirement is met by the base), and the check
 # fails the build if torch changed, numpy does not suit it, or a requirement is unmet.
+# Dependencies first, our code second: a code change does not reinstall the dependencies.
+COPY docker/requirements.txt /opt/program/
 RUN TORCH_VERSION="$(python3 -c 'import torch; print(torch.__version__)')" \
+    && echo "${TORCH_VERSION}" > /tmp/base-torch-version \
     && echo "torch==${TORCH_VERSION%%+*}" > /tmp/constraints.txt \
     && python3 -m pip install --no-cache-dir -c /tmp/constraints.txt \
-        -r /opt/program/requirements.txt "${NUMPY_REQUIREMENT}" \
-    && python3 -m pip install --no-cache-dir --no-deps /tmp/lstm-ad-src \
-    && python3 /opt/program/check_image.py --expect-torch "${TORCH_VERSION}" \
+        -r /opt/program/requirements.txt "${NUMPY_REQUIREMENT}"
+
+COPY docker/entrypoint.py docker/check_image.py /opt/program/
+COPY pyproject.toml README.md /tmp/lstm-ad-src/
+COPY container/lstm_ad /tmp/lstm-ad-src/container/lstm_ad
+RUN python3 -m pip install --no-cache-dir --no-deps /tmp/lstm-ad-src \
+    && python3 /opt/program/check_image.py --expect-torch "$(cat /tmp/base-torch-version)" \
     && python3 -c "import numpy, torch; torch.zeros(1).numpy(); print('numpy', numpy.__version__, 'torch', torch.__version__)" \
-    && rm -rf /tmp/lstm-ad-src /tmp/constraints.txt
+    && rm -rf /tmp/lstm-ad-src /tmp/constraints.txt /tmp/base-torch-version
 
 EXPOSE 8080
 
