@@ -1,0 +1,224 @@
+"""The real `serve` console script (gunicorn + Flask) in a subprocess, on an artifact made by the real `train`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from conftest import TINY_HYPERPARAMETERS, make_opt_ml, shared_data, sine_series
+from lstm_ad.data import read_series_file
+from lstm_ad.payloads import encode_csv
+from lstm_ad.predictor import Predictor
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 120  # the machine is shared: torch imports and worker warm-up can be slow
+CONTEXT = int(TINY_HYPERPARAMETERS["context-length"])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`serve` rooted at `base` on a free port, in its own process group so teardown stops the workers too."""
+
+    def __init__(self, base: Path, **environment: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = base / "serve.log"
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(self.port),
+               "PYTHONUNBUFFERED": "1", **environment}
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen([str(BIN / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"serve exited early:\n{self.log.read_text()}"
+            try:
+                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                    return
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"no /ping 200 within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
+
+    def post_csv(self, body: bytes, **headers: str) -> requests.Response:
+        return requests.post(self.url + "/invocations", data=body, timeout=60,
+                             headers={"Content-Type": "text/csv", **headers})
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+def train(base: Path, hyperparameters: dict[str, str], training: np.ndarray) -> Path:
+    make_opt_ml(base, hyperparameters, {"training": {"series.csv": training}})
+    result = subprocess.run([str(BIN / "train")], env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base / "model"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("opt_ml")
+    train(base, TINY_HYPERPARAMETERS, sine_series(400, columns=2))
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(trained: Path) -> Iterator[Server]:
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="2", LSTM_AD_TORCH_THREADS="1")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def predictor(trained: Path) -> Iterator[Predictor]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a worker; also far faster than 2 threads on a busy 2-core machine
+    yield Predictor.load(trained / "model")
+    torch.set_num_threads(threads)
+
+
+def csv_bytes(values: np.ndarray) -> bytes:
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in values).encode() + b"\n"
+
+
+def parse_answer(text: str) -> np.ndarray:
+    return np.array([[float(c) if c else np.nan for c in line.split(",")] for line in text.splitlines()])
+
+
+def test_ping_and_execution_parameters(server: Server) -> None:
+    ping = requests.get(server.url + "/ping", timeout=2)
+    assert ping.status_code == 200 and ping.content == b""
+    parameters = requests.get(server.url + "/execution-parameters", timeout=2).json()
+    assert parameters == {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}
+
+
+def test_csv_answer_is_the_predictor_output_row_by_row(server: Server, predictor: Predictor, trained: Path) -> None:
+    test_file = trained / "test.csv"
+    np.savetxt(test_file, sine_series(300, columns=2, seed=7) + 0.1, delimiter=",", fmt="%.6f")
+    response = server.post_csv(test_file.read_bytes())
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/csv")
+    expected = predictor.score(read_series_file(test_file))
+    assert response.content == encode_csv(expected)  # byte for byte what the predictor's output formats to
+    got = parse_answer(response.text)
+    assert got.shape == (300, 3)
+    assert (response.text.splitlines()[:CONTEXT] == [",,"] * CONTEXT) and np.isfinite(got[CONTEXT:]).all()
+    np.testing.assert_allclose(got[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(got[:, 1:], expected.predictions, rtol=1e-8, equal_nan=True)
+    assert server.post_csv(test_file.read_bytes()).content == response.content  # retries give the same bytes
+
+
+def test_json_answer_is_the_predictor_output_exactly(server: Server, predictor: Predictor) -> None:
+    series = sine_series(120, columns=2, seed=3)
+    response = requests.post(server.url + "/invocations", json={"values": series.tolist()},
+                             headers={"Accept": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+    expected = predictor.score(series)
+    assert response.json()["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    assert response.json()["predictions"][CONTEXT:] == expected.predictions[CONTEXT:].tolist()
+
+
+def test_concurrent_requests_each_get_their_own_answer(server: Server, predictor: Predictor) -> None:
+    series = [sine_series(50 + 37 * i, columns=2, seed=i) for i in range(12)]
+    expected = [encode_csv(predictor.score(s)) for s in series]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda s: server.post_csv(csv_bytes(s)), series))
+    assert [a.status_code for a in answers] == [200] * len(series)
+    assert [a.content for a in answers] == expected
+
+
+def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server) -> None:
+    good = csv_bytes(sine_series(80, columns=2))
+    first = server.post_csv(good)
+    bad = server.post_csv(b"1.0,2.0\n3.0,oops\n" + good)
+    wrong_type = server.post_csv(good, **{"Content-Type": "application/octet-stream"})
+    second = server.post_csv(good)
+    assert (first.status_code, bad.status_code, wrong_type.status_code, second.status_code) == (200, 400, 415, 200)
+    assert bad.text == "request body, line 2, column 2: 'oops' is not a number. Every cell must be numeric.\n"
+    assert first.content == second.content
+
+
+def test_a_missing_model_stops_serve_at_once_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    server = Server(tmp_path)
+    try:
+        code = server.process.wait(timeout=START_TIMEOUT_S)
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert code != 0
+    assert f"Cannot serve: No LSTM-AD model in {tmp_path / 'model'}" in log
+    assert "Listening at" not in log  # no server that would answer /ping
+
+
+def test_bad_settings_stop_serve_with_the_variable_named(trained: Path) -> None:
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="many")
+    try:
+        code = server.process.wait(timeout=START_TIMEOUT_S)
+    finally:
+        server.stop()
+    assert code == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in server.log.read_text()
+
+
+def test_sigterm_shuts_down_cleanly(trained: Path) -> None:
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        server.wait_ready()
+        assert server.post_csv(csv_bytes(sine_series(60, columns=2))).status_code == 200
+        os.killpg(server.process.pid, signal.SIGTERM)
+        code = server.process.wait(timeout=30)
+    finally:
+        server.stop()
+    assert code == 0
+    assert "Shutting down" in server.log.read_text()
+
+
+def test_fg_sample_answer_has_the_listing_layout(tmp_path: Path) -> None:
+    """Shape and empty-row layout of the public listing's batch output for the same test file."""
+    reference = shared_data("fg-sample", "batch_predictions.csv").read_text().splitlines()
+    test_csv = shared_data("fg-sample", "test.csv").read_bytes()
+    training = read_series_file(shared_data("fg-sample", "train.csv"))
+    hyperparameters = {**TINY_HYPERPARAMETERS, "context-length": "100", "prediction-length": "1",
+                       "sequence-stride": "50", "hidden-size": "4", "epochs": "1"}
+    train(tmp_path, hyperparameters, training)
+    server = Server(tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        server.wait_ready()
+        response = server.post_csv(test_csv)
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.text
+    lines = response.text.splitlines()
+    assert len(lines) == len(reference) == 5000
+    assert [line == ",," for line in lines] == [line == ",," for line in reference]
+    assert [line.count(",") for line in lines] == [line.count(",") for line in reference]
+    assert all(all(field for field in line.split(",")) for line in lines[100:])
