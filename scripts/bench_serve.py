@@ -1,0 +1,175 @@
+"""Benchmark the real `serve` (gunicorn + Flask) over loopback.
+
+Trains a model with the product's default hyperparameters (one epoch by default: the
+weights' values do not change the cost of scoring) with the real `train`, starts the
+real `serve`, and measures end-to-end request times with a keep-alive client:
+
+  * latency of a 32,000-row univariate request (the size of the ECG test set), median
+  * throughput of a 1,000,000-row request in rows/s, and each worker's peak RSS
+
+plus an in-process breakdown (parse / score / format) of the large request.
+
+    .venv/bin/python scripts/bench_serve.py [--hp hidden-size=64 ...] [--workers 2] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def series(rows: int, columns: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)[:, None]
+    return np.sin(2 * np.pi * t / 250 + np.arange(columns)) + 0.05 * rng.standard_normal((rows, columns))
+
+
+def csv_body(values: np.ndarray) -> bytes:
+    return "\n".join(",".join(f"{v:.6f}" for v in row) for row in values.tolist()).encode() + b"\n"
+
+
+def train(base: Path, hyperparameters: dict[str, str], columns: int) -> None:
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    data = base / "input" / "data" / "training"
+    data.mkdir(parents=True)
+    (data / "train.csv").write_bytes(csv_body(series(3000, columns)))
+    subprocess.run([str(BIN / "train")], env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)}, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(base: Path, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port)}
+    if workers:
+        env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
+    log = open(base / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen([str(BIN / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"serve exited:\n{(base / 'serve.log').read_text()}")
+        try:
+            if requests.get(url + "/ping", timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    sys.exit("serve did not answer /ping")
+
+
+def timed_posts(session: requests.Session, url: str, body: bytes, repeat: int, rows: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = session.post(url + "/invocations", data=body, headers={"Content-Type": "text/csv"}, timeout=600)
+        times.append(time.perf_counter() - started)
+        if response.status_code != 200 or response.content.count(b"\n") != rows:
+            sys.exit(f"bad answer {response.status_code}: {response.text[:300]}")
+    return times
+
+
+def worker_peak_rss_mb(master: int) -> dict[int, float]:
+    """VmHWM (peak resident set) of each gunicorn worker, the master's children."""
+    peaks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0")) == master:
+            peaks[int(entry.name)] = int(fields["VmHWM"].split()[0]) / 1024
+    return peaks
+
+
+def breakdown(base: Path, body: bytes) -> dict[str, float]:
+    """Parse / score / format of one body in this process, one torch thread (as a worker)."""
+    import torch
+
+    from lstm_ad.payloads import decode_csv, encode_csv
+    from lstm_ad.predictor import Predictor
+
+    torch.set_num_threads(1)
+    predictor = Predictor.load(base / "model")
+    predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
+    t0 = time.perf_counter()
+    values = decode_csv(body)
+    t1 = time.perf_counter()
+    result = predictor.score(values)
+    t2 = time.perf_counter()
+    encode_csv(result)
+    t3 = time.perf_counter()
+    return {"parse_s": t1 - t0, "score_s": t2 - t1, "format_s": t3 - t2}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="hyperparameter overriding the product default (repeatable)")
+    parser.add_argument("--epochs", default="1", help="training epochs (the cost of scoring does not depend on it)")
+    parser.add_argument("--workers", type=int, default=None, help="SAGEMAKER_MODEL_SERVER_WORKERS (default: serve's)")
+    parser.add_argument("--small-rows", type=int, default=32_000)
+    parser.add_argument("--large-rows", type=int, default=1_000_000)
+    parser.add_argument("--columns", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=20, help="requests of the small size")
+    parser.add_argument("--repeat-large", type=int, default=5, help="requests of the large size")
+    args = parser.parse_args()
+    hyperparameters = {"epochs": args.epochs, **dict(item.split("=", 1) for item in args.hp)}
+
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
+        base = Path(folder)
+        train(base, hyperparameters, args.columns)
+        small = csv_body(series(args.small_rows, args.columns, seed=1))
+        large = csv_body(series(args.large_rows, args.columns, seed=2))
+        process, url = start_server(base, args.workers)
+        try:
+            session = requests.Session()
+            timed_posts(session, url, small, 2, args.small_rows)  # warm the connection and the worker
+            small_times = timed_posts(session, url, small, args.repeat, args.small_rows)
+            large_times = timed_posts(session, url, large, args.repeat_large, args.large_rows)
+            peaks = worker_peak_rss_mb(process.pid)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=60)
+        report = {
+            "hyperparameters": hyperparameters,
+            "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
+            f"small_{args.small_rows}_rows_ms": {"median": 1000 * statistics.median(small_times),
+                                                 "best": 1000 * min(small_times), "worst": 1000 * max(small_times)},
+            f"large_{args.large_rows}_rows_per_s": {"median": args.large_rows / statistics.median(large_times),
+                                                    "best": args.large_rows / min(large_times)},
+            "large_request_mb": len(large) / 2**20,
+            "worker_peak_rss_mb": sorted(round(v) for v in peaks.values()),
+            "large_in_process": breakdown(base, large),
+        }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
