@@ -189,12 +189,15 @@ def test_bad_settings_stop_serve_with_the_variable_named(trained: Path) -> None:
     assert code == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in server.log.read_text()
 
 
-def test_sigterm_shuts_down_cleanly(trained: Path) -> None:
-    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+def test_payload_limit_then_sigterm_shuts_down_cleanly(trained: Path) -> None:
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
     try:
         server.wait_ready()
+        too_large = server.post_csv(csv_bytes(sine_series(40_000, columns=2)))
+        assert too_large.status_code == 413 and "limit of 1 MB" in too_large.text
+        assert requests.get(server.url + "/execution-parameters", timeout=2).json()["MaxPayloadInMB"] == 1
         assert server.post_csv(csv_bytes(sine_series(60, columns=2))).status_code == 200
-        os.killpg(server.process.pid, signal.SIGTERM)
+        os.kill(server.process.pid, signal.SIGTERM)  # as `docker stop`: to the master (PID 1) only
         code = server.process.wait(timeout=30)
     finally:
         server.stop()
