@@ -199,8 +199,11 @@ def _transform_file(server: LocalServer, path: Path, settings: TransformSettings
     """Send the file's payloads (concurrently when allowed) and assemble the answers in order."""
     payloads = list(_payloads(path.read_bytes(), settings))
     workers = min(settings.max_concurrent_transforms or 1, max(len(payloads), 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         responses = list(pool.map(lambda payload: _invoke(server, payload, settings), payloads))
+    finally:  # the first failed request fails the file: send no more of its requests
+        pool.shutdown(wait=True, cancel_futures=True)
     assembled = bytearray()
     for body in responses:
         assembled += body
