@@ -167,17 +167,31 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
     assert first.content == second.content
 
 
-def test_a_missing_model_stops_serve_at_once_with_the_reason(tmp_path: Path) -> None:
-    (tmp_path / "model").mkdir()
+@pytest.mark.parametrize("damage, reason", [
+    ("missing", "Cannot serve: No LSTM-AD model in {model}"),
+    ("truncated weights", "Cannot serve: The model in {model} is damaged or incompatible"),
+    ("bad json", "Cannot serve: The model in {model} is damaged or incompatible"),
+])
+def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_path: Path, damage: str,
+                                                            reason: str) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    if damage != "missing":
+        for name in ("model.json", "weights.pt"):
+            (model / name).write_bytes((trained / "model" / name).read_bytes())
+    if damage == "truncated weights":
+        (model / "weights.pt").write_bytes((model / "weights.pt").read_bytes()[:100])
+    if damage == "bad json":
+        (model / "model.json").write_text('{"format_version": 1}')
     server = Server(tmp_path)
     try:
         code = server.process.wait(timeout=START_TIMEOUT_S)
     finally:
         server.stop()
     log = server.log.read_text()
-    assert code != 0
-    assert f"Cannot serve: No LSTM-AD model in {tmp_path / 'model'}" in log
-    assert "Listening at" not in log  # no server that would answer /ping
+    assert code == 1
+    assert reason.format(model=model) in log, log
+    assert "Listening at" not in log  # never a server that would answer /ping
 
 
 def test_bad_settings_stop_serve_with_the_variable_named(trained: Path) -> None:

@@ -95,6 +95,10 @@ def main() -> None:
     except ArtifactError as exc:
         logger.error("Cannot serve: %s", exc)
         sys.exit(EXIT_BAD_MODEL)
+    except Exception as exc:  # e.g. a truncated weights file: still the model's fault, still fatal
+        logger.exception("Cannot serve: the model in %s could not be loaded (%s: %s). Use a model.tar.gz "
+                         "produced by this algorithm's training job.", paths.model_dir, type(exc).__name__, exc)
+        sys.exit(EXIT_BAD_MODEL)
     logger.info("Serving %s on 0.0.0.0:%d: %d workers x %d threads, %d torch threads each, timeout %d s, "
                 "max payload %d MB, model of %d columns and context-length %d.", paths.model_dir,
                 settings.port, settings.workers, settings.threads, settings.torch_threads, settings.timeout_s,
