@@ -6,6 +6,7 @@ server runs in its own process group so stopping it also stops gunicorn's worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -131,16 +132,19 @@ class LocalServer:
             return Response(0, str(getattr(exc, "reason", exc)).encode())
 
     def stop(self) -> None:
-        """SIGTERM to the whole process group, SIGKILL after the grace period."""
+        """SIGTERM to the server process, as `docker stop` does; SIGKILL to its whole group after the grace
+        period, and to any worker left behind."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
+            try:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                logger.warning("The server did not stop within %.0f s of SIGTERM: killing it.", STOP_GRACE_S)
+        # The group outlives its leader while members remain; nothing left is the normal case.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        except ProcessLookupError:  # exited between poll() and killpg()
-            process.wait()
+        process.wait()
         logger.info("Server stopped.")
