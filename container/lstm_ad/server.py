@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -67,13 +68,27 @@ class InferenceServer(BaseApplication):
         predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
         logger.info("Worker loaded the model from %s on %s (%d columns, context-length %d).",
                     self.paths.model_dir, device, predictor.columns, predictor.context_length)
-        return create_app(predictor, self.settings)
+        app = create_app(predictor, self.settings)
+        _limit_torch_threads_per_request_thread(app, self.settings.torch_threads)
+        return app
 
 
 def _post_fork(server: Any, worker: Any) -> None:
     """Runs in the new worker before `load`."""
     torch.set_num_threads(server.app.settings.torch_threads)
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
+
+
+def _limit_torch_threads_per_request_thread(app: Flask, threads: int) -> None:
+    """OpenMP's thread count is per calling thread: a gthread request thread would otherwise start a
+    team as large as the machine, and on a busy machine its first request then takes seconds."""
+    state = threading.local()
+
+    @app.before_request
+    def set_threads() -> None:
+        if not getattr(state, "done", False):
+            torch.set_num_threads(threads)
+            state.done = True
 
 
 def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
