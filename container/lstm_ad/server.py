@@ -10,6 +10,8 @@ GRACEFUL_TIMEOUT_S, before SageMaker's SIGKILL) and exit 0.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import sys
 import threading
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
+M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
 class InferenceServer(BaseApplication):
@@ -76,7 +79,19 @@ class InferenceServer(BaseApplication):
 def _post_fork(server: Any, worker: Any) -> None:
     """Runs in the new worker before `load`."""
     torch.set_num_threads(server.app.settings.torch_threads)
+    _share_one_malloc_arena()
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
+
+
+def _share_one_malloc_arena() -> None:
+    """glibc gives each request thread its own malloc arena; memory freed after a large request stays
+    in that thread's arena, so with several threads a worker's memory ratchets up to several
+    requests' worth. One arena shared by the threads keeps it at one request's worth."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError):  # not glibc (e.g. macOS when developing): keep its default
+        logger.debug("mallopt unavailable; malloc keeps its default arenas.")
 
 
 def _limit_torch_threads_per_request_thread(app: Flask, threads: int) -> None:
