@@ -205,6 +205,7 @@ def test_unknown_path_and_method_are_plain_http_errors(client) -> None:
     (ServeSettings(workers=64), {"MaxConcurrentTransforms": 16, "MaxPayloadInMB": 6}),
     (ServeSettings(workers=4, max_payload_mb=6), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 6}),
     (ServeSettings(workers=2, max_concurrent_transforms=5), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 20}),
+    (ServeSettings(workers=2, max_payload_mb=0), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}),
 ])
 def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, settings: ServeSettings,
                                                        expected: dict) -> None:
@@ -222,6 +223,7 @@ def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, set
     ({"MODEL_SERVER_WORKERS": "3", "MODEL_SERVER_TIMEOUT": "900"}, dict(workers=3, timeout_s=900, torch_threads=1)),
     ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1200", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "6", "LSTM_AD_SERVER_THREADS": "4",
       "LSTM_AD_TORCH_THREADS": "2"}, dict(timeout_s=1200, max_payload_mb=6, threads=4, torch_threads=2)),
+    ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"}, dict(max_payload_mb=0, max_payload_bytes=None)),  # batch: "no limit"
 ])
 def test_settings_from_environment(environ: dict, expected: dict) -> None:
     settings = settings_from_env(environ, cpus=2)

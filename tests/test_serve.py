@@ -137,6 +137,16 @@ def test_csv_answer_is_the_predictor_output_row_by_row(server: Server, predictor
     assert server.post_csv(test_file.read_bytes()).content == response.content  # retries give the same bytes
 
 
+def test_a_chunked_request_gets_the_same_answer(server: Server) -> None:
+    body = csv_bytes(sine_series(500, columns=2, seed=5))
+    whole = server.post_csv(body)
+    chunked = requests.post(server.url + "/invocations", data=(body[i:i + 1000] for i in range(0, len(body), 1000)),
+                            headers={"Content-Type": "text/csv"}, timeout=60)  # a generator: Transfer-Encoding chunked
+    assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+    assert whole.status_code == chunked.status_code == 200
+    assert chunked.content == whole.content
+
+
 def test_json_answer_is_the_predictor_output_exactly(server: Server, predictor: Predictor) -> None:
     series = sine_series(120, columns=2, seed=3)
     response = requests.post(server.url + "/invocations", json={"values": series.tolist()},

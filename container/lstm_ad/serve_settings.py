@@ -7,7 +7,8 @@
   LSTM_AD_TORCH_THREADS               torch intra-op threads per worker (default CPU cores / workers, >= 1)
   SAGEMAKER_MODEL_SERVER_TIMEOUT      seconds a request may take (default 3600, batch's maximum);
     or MODEL_SERVER_TIMEOUT
-  SAGEMAKER_MAX_PAYLOAD_IN_MB         largest request body in MB (default 100, batch's maximum)
+  SAGEMAKER_MAX_PAYLOAD_IN_MB         largest request body in MB (default 100, batch's maximum); 0 (batch's
+                                      "no limit", sent with chunked encoding) removes the limit
   SAGEMAKER_MAX_CONCURRENT_TRANSFORMS advertised MaxConcurrentTransforms (default: workers)
 """
 
@@ -34,21 +35,21 @@ class ServeSettings:
     threads: int = 2
     torch_threads: int = 1
     timeout_s: int = DEFAULT_TIMEOUT_S
-    max_payload_mb: int = MAX_BATCH_PAYLOAD_MB
+    max_payload_mb: int = MAX_BATCH_PAYLOAD_MB  # 0: no limit
     max_concurrent_transforms: int | None = None  # None: derived from workers
     use_gpu: bool = False
 
     @property
-    def max_payload_bytes(self) -> int:
-        return self.max_payload_mb * MB
+    def max_payload_bytes(self) -> int | None:
+        return self.max_payload_mb * MB if self.max_payload_mb else None
 
     def execution_parameters(self) -> dict[str, int]:
         """The batch transform answer: concurrency x payload <= 100 (SageMaker's rule)."""
         concurrent = self.max_concurrent_transforms or self.workers
-        payload = min(self.max_payload_mb, MAX_BATCH_PAYLOAD_MB)
+        limit = self.max_payload_mb or MAX_BATCH_PAYLOAD_MB
+        payload = min(limit, MAX_BATCH_PAYLOAD_MB)
         if concurrent * payload > MAX_BATCH_PAYLOAD_MB:
-            payload = max(MIN_ADVERTISED_PAYLOAD_MB, MAX_BATCH_PAYLOAD_MB // concurrent)
-            payload = min(payload, self.max_payload_mb)
+            payload = min(max(MIN_ADVERTISED_PAYLOAD_MB, MAX_BATCH_PAYLOAD_MB // concurrent), limit)
             concurrent = max(1, min(concurrent, MAX_BATCH_PAYLOAD_MB // payload))
         return {"MaxConcurrentTransforms": concurrent, "MaxPayloadInMB": payload}
 
@@ -78,7 +79,7 @@ def settings_from_env(environ: Mapping[str, str] = os.environ, cpus: int | None 
     threads = number(("LSTM_AD_SERVER_THREADS",), 2, 1, 64)
     torch_threads = number(("LSTM_AD_TORCH_THREADS",), max(1, cpus // workers), 1, 1024)
     timeout = number(("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), DEFAULT_TIMEOUT_S, 1, 86400)
-    payload = number(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), MAX_BATCH_PAYLOAD_MB, 1, 10_000)
+    payload = number(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), MAX_BATCH_PAYLOAD_MB, 0, 10_000)
     concurrent = number(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 0, 1000) or None
     if problems:
         raise UserError("Invalid server settings: " + "; ".join(problems) + ".")
