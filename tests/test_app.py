@@ -19,6 +19,7 @@ from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.scoring import default_chunk_length
 from lstm_ad.serve_settings import ServeSettings, settings_from_env
+from lstm_ad.server import visible_gpus
 
 CONTEXT = 5
 ROWS = 40
@@ -240,3 +241,18 @@ def test_bad_settings_are_all_named_at_once() -> None:
         settings_from_env({"SAGEMAKER_BIND_TO_PORT": "http", "SAGEMAKER_MODEL_SERVER_WORKERS": "0"}, cpus=2)
     assert "SAGEMAKER_BIND_TO_PORT='http'" in str(error.value)
     assert "SAGEMAKER_MODEL_SERVER_WORKERS='0' must be an integer in [1, 256]" in str(error.value)
+
+
+@pytest.mark.parametrize("devices, environ, expected", [
+    ([], {}, 0),
+    (["nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"], {}, 2),
+    (["nvidia0", "nvidia1"], {"CUDA_VISIBLE_DEVICES": "1"}, 1),
+    (["nvidia0", "nvidia1"], {"CUDA_VISIBLE_DEVICES": ""}, 0),
+    (["nvidia0"], {"CUDA_VISIBLE_DEVICES": "-1"}, 0),
+    ([], {"CUDA_VISIBLE_DEVICES": "0,1"}, 0),  # a variable left in an image without GPUs
+])
+def test_gpus_are_counted_without_initialising_cuda(tmp_path, devices: list[str], environ: dict,
+                                                    expected: int) -> None:
+    for name in devices:
+        (tmp_path / name).touch()
+    assert visible_gpus(environ, tmp_path) == expected

@@ -13,8 +13,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 import threading
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,14 +112,28 @@ def _limit_torch_threads_per_request_thread(app: Flask, threads: int) -> None:
 def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
     if not settings.use_gpu:
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        logger.warning("GPU device files are present but CUDA is unavailable: this worker scores on the CPU.")
+        return torch.device("cpu")
     return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
+
+
+def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> int:
+    """GPUs this process may use, counted without initialising CUDA: the CUDA runtime does not survive
+    a fork once initialised, and the workers are forked from this process."""
+    devices = len([p for p in dev.glob("nvidia*") if p.name[len("nvidia"):].isdigit()])
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        listed = visible.split(",")[:devices]
+        return len([d for d in listed if d.strip() and not d.strip().startswith("-")])
+    return devices
 
 
 def main() -> None:
     """Entry point behind `serve` (logging is configured by cli.serve)."""
     paths = Paths(base_dir())
     try:
-        settings = settings_from_env(gpus=torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        settings = settings_from_env(gpus=visible_gpus())
     except UserError as exc:
         logger.error("%s", exc)
         sys.exit(EXIT_BAD_SETTINGS)
