@@ -86,7 +86,8 @@ def _with_text(text: str):
         ({}, {"a.csv": GOOD}, _with_text("1,2\n1,2,3\n"), r"bad\.csv, line 2: has 3 columns but line 1 has 2"),
         ({}, {"a.csv": GOOD, "b.csv": sine_series(300, 3)}, None, r"b\.csv: has 3 columns but .*a\.csv has 2"),
         ({}, {"a.csv": GOOD[:25]}, None,
-         r"a\.csv: has 25 rows; its fitting part .* is shorter than context-length \+ prediction-length = 22"),
+         r"a\.csv: has 25 rows; its fitting part .* is shorter than context-length \+ prediction-length = 22\. "
+         r"Provide a longer series \(at least 27 rows\)"),
         ({}, {}, lambda base: (base / "input/data/training").mkdir(parents=True),
          r"The `training` channel .* has no files"),
         ({"epochs": "zero", "colour": "red"}, {"a.csv": GOOD}, None,

@@ -48,6 +48,14 @@ def split_point(rows: int, calibration_fraction: float) -> int:
     return rows - max(1, int(round(rows * calibration_fraction)))
 
 
+def minimum_rows(hp: Hyperparameters) -> int:
+    """The shortest training series whose fitting part holds one subsequence."""
+    rows = hp.context_length + hp.prediction_length
+    while split_point(rows, hp.calibration_fraction) < hp.context_length + hp.prediction_length:
+        rows += 1
+    return rows
+
+
 def check_lengths(series: list[Series], hp: Hyperparameters) -> None:
     """Every fitting part must hold at least one training subsequence."""
     needed = hp.context_length + hp.prediction_length
@@ -58,8 +66,7 @@ def check_lengths(series: list[Series], hp: Hyperparameters) -> None:
             raise DataError(
                 f"{s.name}: has {rows} rows; its fitting part (the first {1 - hp.calibration_fraction:.0%}, "
                 f"{fit_rows} rows) is shorter than context-length + prediction-length = {needed}. "
-                f"Provide a longer series (at least {math.ceil(needed / (1 - hp.calibration_fraction)) + 1} "
-                "rows) or lower `context-length`."
+                f"Provide a longer series (at least {minimum_rows(hp)} rows) or lower `context-length`."
             )
 
 
