@@ -31,20 +31,30 @@ class Series:
     values: np.ndarray
 
 
-def parse_csv(text: str, source: str) -> np.ndarray:
-    """CSV text -> float64 array (rows, columns); `source` names it in errors."""
-    if not text.strip():
+def parse_csv(content: str | bytes, source: str) -> np.ndarray:
+    """CSV text or UTF-8 bytes -> float64 array (rows, columns); `source` names it in errors."""
+    if not content.strip():
         raise DataError(f"{source} is empty: expected CSV rows of numbers, one row per time step.")
-    try:
-        frame = pd.read_csv(io.StringIO(text), header=None, dtype=np.float64, engine="c",
+    buffer = io.BytesIO(content) if isinstance(content, bytes) else io.StringIO(content)
+    try:  # fast path: bytes go straight to the C parser, no str copy of a large body
+        frame = pd.read_csv(buffer, header=None, dtype=np.float64, engine="c",
                             skip_blank_lines=True, na_filter=True)
         values = frame.to_numpy(dtype=np.float64, copy=False)
-    except (ValueError, pd.errors.ParserError):
+    except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError is a ValueError too
         values = None
     if values is None or not np.isfinite(values).all():
-        _raise_first_problem(text, source)
+        _raise_first_problem(_as_text(content, source), source)
         raise DataError(f"{source} could not be read as CSV numbers.")  # the scan found nothing to name
     return np.ascontiguousarray(values)
+
+
+def _as_text(content: str | bytes, source: str) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: is not UTF-8 text (byte {exc.start}). Provide CSV text.") from None
 
 
 def _raise_first_problem(text: str, source: str) -> None:
@@ -87,12 +97,9 @@ def read_series_file(path: Path) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
             raw = gzip.decompress(raw)
-        text = raw.decode("utf-8")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot be read ({exc}). Provide plain or gzip-compressed CSV.") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: is not UTF-8 text (byte {exc.start}). Provide CSV text.") from exc
-    return parse_csv(text, str(path))
+    return parse_csv(raw, str(path))
 
 
 def list_channel_files(folder: Path) -> list[Path]:

@@ -11,13 +11,11 @@ request row, `null` for warm-up rows, numbers at full float64 precision.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .csv_format import format_rows
 from .data import parse_csv
@@ -30,18 +28,7 @@ SOURCE = "request body"
 
 def decode_csv(body: bytes) -> np.ndarray:
     """CSV bytes -> (rows, columns) float64, or a DataError naming the line and column."""
-    try:  # fast path: the same pandas call as data.parse_csv, without decoding to str first
-        values = pd.read_csv(io.BytesIO(body), header=None, dtype=np.float64, engine="c",
-                             skip_blank_lines=True, na_filter=True).to_numpy(dtype=np.float64, copy=False)
-        if np.isfinite(values).all():
-            return np.ascontiguousarray(values)
-    except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError is a ValueError too
-        pass
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{SOURCE}: is not UTF-8 text (byte {exc.start}). Send CSV text.") from None
-    return parse_csv(text, SOURCE)  # slow path: finds the first bad line/cell and raises
+    return parse_csv(body, SOURCE)
 
 
 def decode_json(body: bytes) -> np.ndarray:
