@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import requests
+
+from lstm_ad.local_server import LocalJobError, LocalServer
 
 BIN = Path(sys.executable).parent
 
@@ -53,32 +53,16 @@ def train(base: Path, hyperparameters: dict[str, str], columns: int) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(base: Path, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(port)}
-    if workers:
-        env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
-    log = open(base / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen([str(BIN / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"serve exited:\n{(base / 'serve.log').read_text()}")
-        try:
-            if requests.get(url + "/ping", timeout=2).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    sys.exit("serve did not answer /ping")
+def start_server(base: Path, workers: int | None) -> LocalServer:
+    environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)} if workers else {}
+    server = LocalServer(base, [str(BIN / "serve")], environment, base / "serve.log")
+    server.start()
+    try:
+        server.wait_until_ready(180)
+    except LocalJobError as exc:
+        server.stop()
+        sys.exit(str(exc))
+    return server
 
 
 def timed_posts(session: requests.Session, url: str, body: bytes, repeat: int, rows: int) -> list[float]:
@@ -147,16 +131,16 @@ def main() -> None:
         train(base, hyperparameters, args.columns)
         small = csv_body(series(args.small_rows, args.columns, seed=1))
         large = csv_body(series(args.large_rows, args.columns, seed=2))
-        process, url = start_server(base, args.workers)
+        server = start_server(base, args.workers)
         try:
-            session = requests.Session()
+            session, url = requests.Session(), server.url
             timed_posts(session, url, small, 2, args.small_rows)  # warm the connection and the worker
             small_times = timed_posts(session, url, small, args.repeat, args.small_rows)
             large_times = timed_posts(session, url, large, args.repeat_large, args.large_rows)
-            peaks = worker_peak_rss_mb(process.pid)
+            assert server.process is not None  # started above
+            peaks = worker_peak_rss_mb(server.process.pid)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=60)
+            server.stop()
         report = {
             "hyperparameters": hyperparameters,
             "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_HYPERPARAMETERS, sine_series, write_csv
+from lstm_ad.local_server import free_port
 
 SMOKE_TEST = REPO / "scripts" / "docker_smoke_test.sh"
 DOCKER_LOCAL = REPO / "scripts" / "docker_local.sh"
@@ -116,12 +116,6 @@ def test_docker_local_train_reports_the_failure(tmp_path: Path, stand_in: dict[s
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Training failed (exit 2):" in result.stderr
     assert "`hidden-size` must be in [1, 4096], got \"0\"" in result.stderr  # the failure file, shown
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_docker_local_serve_and_predict(tmp_path: Path, stand_in: dict[str, str]) -> None:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 
 from conftest import TINY_HYPERPARAMETERS, make_opt_ml, shared_data, sine_series
 from lstm_ad.data import read_series_file
+from lstm_ad.local_server import LocalServer
 from lstm_ad.payloads import encode_csv
 from lstm_ad.predictor import Predictor
 
@@ -27,50 +26,20 @@ START_TIMEOUT_S = 120  # the machine is shared: torch imports and worker warm-up
 CONTEXT = int(TINY_HYPERPARAMETERS["context-length"])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """`serve` rooted at `base` on a free port, in its own process group so teardown stops the workers too."""
+class Server(LocalServer):
+    """The real `serve` rooted at `base` on a free port: the local job runner's server process
+    (its own process group, so stopping it also stops the workers)."""
 
     def __init__(self, base: Path, **environment: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = base / "serve.log"
-        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1", **environment}
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen([str(BIN / "serve")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        super().__init__(base, [str(BIN / "serve")], environment, base / "serve.log")
+        self.start()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"serve exited early:\n{self.log.read_text()}"
-            try:
-                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"no /ping 200 within {START_TIMEOUT_S} s:\n{self.log.read_text()}")
+        self.wait_until_ready(START_TIMEOUT_S)  # raises with the server log if it exits or never answers
 
     def post_csv(self, body: bytes, **headers: str) -> requests.Response:
         return requests.post(self.url + "/invocations", data=body, timeout=60,
                              headers={"Content-Type": "text/csv", **headers})
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
 
 
 def train(base: Path, hyperparameters: dict[str, str], training: np.ndarray) -> Path:
@@ -199,7 +168,7 @@ def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_pa
         code = server.process.wait(timeout=START_TIMEOUT_S)
     finally:
         server.stop()
-    log = server.log.read_text()
+    log = server.log_path.read_text()
     assert code == 1
     assert reason.format(model=model) in log, log
     assert "Listening at" not in log  # never a server that would answer /ping
@@ -211,7 +180,7 @@ def test_bad_settings_stop_serve_with_the_variable_named(trained: Path) -> None:
         code = server.process.wait(timeout=START_TIMEOUT_S)
     finally:
         server.stop()
-    assert code == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in server.log.read_text()
+    assert code == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in server.log_path.read_text()
 
 
 def test_payload_limit_then_sigterm_shuts_down_cleanly(trained: Path) -> None:
@@ -227,7 +196,7 @@ def test_payload_limit_then_sigterm_shuts_down_cleanly(trained: Path) -> None:
     finally:
         server.stop()
     assert code == 0
-    assert "Shutting down" in server.log.read_text()
+    assert "Shutting down" in server.log_path.read_text()
 
 
 def test_fg_sample_answer_has_the_listing_layout(tmp_path: Path) -> None:
