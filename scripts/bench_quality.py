@@ -13,9 +13,11 @@ Every model is trained by the real `train` entrypoint (`.venv/bin/train`, run wi
 SAGEMAKER_BASE_DIR pointing at a job folder laid out like /opt/ml) and scored with
 `Predictor.load(model_dir).score(...)`, the code path of users and of the server.
 Hyperparameters are the product defaults (container/lstm_ad/config.py) unless
-overridden with --hyperparameters; seed 0. Each job uses one CPU thread.
+overridden with --hyperparameters; seed 0. Each job gets the machine's cores divided
+by --jobs as torch threads (so one job at a time trains as `train` does on this
+machine: one mini-batch shard per core); the peer gets one thread.
 
-    .venv/bin/python scripts/bench_quality.py --jobs 2 --out bench-out/quality.csv
+    .venv/bin/python scripts/bench_quality.py --out bench-out/quality.csv
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def ucr_hit(row: int, start: int, end: int) -> int:
 
 # -- our detector, through the real entrypoint ---------------------------------------------------
 
-def train_job(job: Path, train: np.ndarray, hyperparameters: dict[str, str]) -> tuple[Predictor, float]:
+def train_job(job: Path, train: np.ndarray, hyperparameters: dict[str, str], threads: int
+              ) -> tuple[Predictor, float]:
     """Run `train` on a job folder laid out like /opt/ml; (loaded predictor, wall seconds)."""
     config = job / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,7 @@ def train_job(job: Path, train: np.ndarray, hyperparameters: dict[str, str]) -> 
     channel = job / "input" / "data" / "training"
     channel.mkdir(parents=True, exist_ok=True)
     np.savetxt(channel / "train.csv", train, delimiter=",", fmt="%.10g")
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     started = time.monotonic()
     done = subprocess.run([str(TRAIN)], env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -145,14 +148,14 @@ def ucr_series(names: list[str] | None) -> list[tuple[Path, int, int, int]]:
 
 
 def run_ucr(item: tuple[Path, int, int, int], hyperparameters: dict[str, str], work: Path,
-            peer_python: Path | None) -> Row:
+            peer_python: Path | None, threads: int) -> Row:
     path, train_end, start, end = item
     values = np.loadtxt(path, dtype=np.float64).reshape(-1, 1)
     name = path.name.split("_UCR_Anomaly_")[0] + "_" + UCR_NAME.match(path.name)[2]  # type: ignore[index]
     row = Row(name, len(values), train_end, f"{start}-{end}")
     labels = np.zeros(len(values) - train_end)
     labels[start - train_end:end - train_end] = 1
-    predictor, row.ours_train_s = train_job(work / name, values[:train_end], hyperparameters)
+    predictor, row.ours_train_s = train_job(work / name, values[:train_end], hyperparameters, threads)
     row.epochs = predictor.summary.get("epochs_run", 0)
     row.best_epoch = predictor.summary.get("best_epoch", 0)
     log_likelihood = score_test(predictor, values, train_end)
@@ -174,7 +177,7 @@ def run_ucr(item: tuple[Path, int, int, int], hyperparameters: dict[str, str], w
     return row
 
 
-def run_smd(hyperparameters: dict[str, str], work: Path) -> Row | None:
+def run_smd(hyperparameters: dict[str, str], work: Path, threads: int) -> Row | None:
     folder = DATA / "smd-dev"
     if not folder.is_dir():
         return None
@@ -183,7 +186,7 @@ def run_smd(hyperparameters: dict[str, str], work: Path) -> Row | None:
     labels = np.loadtxt(folder / "test_label" / "machine-1-2.txt")
     row = Row("smd_machine-1-2", len(train) + len(test), len(train), f"{int(labels.sum())} rows")
     row.ours_hit = -1  # UCR accuracy does not apply: SMD has many anomalies, judged by AUC-PR and F1
-    predictor, row.ours_train_s = train_job(work / "smd", train, hyperparameters)
+    predictor, row.ours_train_s = train_job(work / "smd", train, hyperparameters, threads)
     row.epochs = predictor.summary.get("epochs_run", 0)
     row.best_epoch = predictor.summary.get("best_epoch", 0)
     log_likelihood = score_test(predictor, np.vstack([train, test]), len(train))
@@ -227,7 +230,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--series", nargs="*", help="substrings of ucr-dev file names to run (default: all)")
     parser.add_argument("--hyperparameters", nargs="*", default=[], metavar="NAME=VALUE",
                         help="overrides of the product defaults, e.g. epochs=5 hidden-size=16")
-    parser.add_argument("--jobs", type=int, default=1, help="series trained in parallel (one thread each)")
+    parser.add_argument("--jobs", type=int, default=1, help="series trained in parallel")
+    parser.add_argument("--threads-per-job", type=int,
+                        help="torch threads of each `train` (default: CPU cores // jobs, at least 1)")
     parser.add_argument("--out", type=Path, help="write the per-series table as CSV")
     parser.add_argument("--work", type=Path, help="job folders (default: a temporary folder)")
     parser.add_argument("--no-peer", action="store_true", help="skip TSB-AD's LSTMAD")
@@ -255,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(1)
     hyperparameters = overrides(args.hyperparameters)
+    threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print("hyperparameters:", json.dumps(parse_hyperparameters(hyperparameters).to_json()))
+    print(f"jobs: {max(1, args.jobs)} at a time, {threads} torch thread(s) each")
     peer_python = None
     if not args.no_peer:
         try:
@@ -267,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         items = ucr_series(args.series)
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(lambda item: run_ucr(item, hyperparameters, work, peer_python), items))
-        smd = None if args.no_smd else run_smd(hyperparameters, work)
+            rows = list(pool.map(lambda item: run_ucr(item, hyperparameters, work, peer_python, threads), items))
+        smd = None if args.no_smd else run_smd(hyperparameters, work, threads)
     print_table(rows + ([smd] if smd else []))
     if rows:
         print("totals:", json.dumps(totals(rows, peer_python is not None)))

@@ -87,7 +87,7 @@ def _completed_training_job(name: str) -> dict[str, Any]:
 
 
 def _metric_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
-    """One log line per metric exactly as `train` prints it (cli.configure_logging's format)."""
+    """One log line per metric exactly as `train` prints it (cli.configure_process's log format)."""
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     with caplog.at_level(logging.INFO, logger="lstm_ad.metrics"):
         for index, metric in enumerate(metrics.METRICS):

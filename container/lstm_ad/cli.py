@@ -1,6 +1,6 @@
 """Console scripts: `train` and `serve`, as SageMaker runs them (`docker run IMAGE train|serve`).
 
-Logging is configured here and only here.
+Process-wide settings (logging, the C allocator) are configured here and only here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import traceback
 from types import FrameType
 
 from . import data, training
+from .allocator import retain_freed_memory
 from .config import parse_hyperparameters
 from .errors import UserError
 from .predictor import META_FILE, WEIGHTS_FILE
@@ -33,9 +34,10 @@ EXIT_ALGORITHM_ERROR = 1
 EXIT_STOPPED = 143  # 128 + SIGTERM, when stopped before anything could be saved
 
 
-def configure_logging() -> None:
+def configure_process() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    retain_freed_memory()  # see allocator.py: about 2x faster training on small machines
 
 
 class StopFlag:
@@ -75,7 +77,7 @@ def run_training(paths: Paths, stop: StopFlag) -> None:
 
 def train() -> None:
     """Entry point of `train`; exits 0 on success, non-zero with /opt/ml/output/failure otherwise."""
-    configure_logging()
+    configure_process()
     paths = Paths(base_dir())
     stop = StopFlag()
     stop.install()
@@ -106,5 +108,5 @@ def serve() -> None:
     """Entry point of `serve`: gunicorn + Flask on port 8080 (see server.py)."""
     from .server import main
 
-    configure_logging()
+    configure_process()  # gunicorn's workers are forked from this process and inherit it
     main()

@@ -78,7 +78,8 @@ SCHEMA: tuple[Spec, ...] = (
     Spec("calibration-fraction", float, 0.2, 0.0, 1.0,
          "Trailing fraction of each training series used to fit the Gaussian error model, "
          "never to fit the LSTM.", min_exclusive=True, max_exclusive=True),
-    Spec("seed", int, 0, 0, 2**31 - 1, "Random seed; training on CPU is deterministic for a given seed.",
+    Spec("seed", int, 0, 0, 2**31 - 1,
+         "Random seed; training on CPU is deterministic for a given seed and number of CPU cores.",
          tunable=False),
 )
 

@@ -29,6 +29,7 @@ from .gaussian import Gaussian
 from .model import LSTMForecaster, NetworkConfig
 from .predictor import Predictor
 from .scoring import default_chunk_length, forecast_errors
+from .sharding import ShardedGradient, shard_count, single_threaded_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class SubsequenceSampler:
         return self.flat[self.starts[indices, None] + self.steps]
 
 
-def subsequence_loss(network: LSTMForecaster, windows: torch.Tensor, hp: Hyperparameters
+def subsequence_loss(network: torch.nn.Module, windows: torch.Tensor, hp: Hyperparameters
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """MSE and MAE of all predictions made after the burn-in against the true future rows."""
     c, horizon = hp.context_length, hp.prediction_length
@@ -157,35 +158,37 @@ def train(
     network = LSTMForecaster(NetworkConfig(columns, hp.prediction_length, hp.hidden_size,
                                            hp.num_layers, hp.dropout)).to(device)
     sampler = SubsequenceSampler(fit_parts, hp, device)
+    shards = shard_count(device, hp.batch_size, hp.dropout)
     logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
-                "%d subsequences per epoch, %d parameters",
+                "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s)",
                 device, len(series), columns, sum(map(len, fit_parts)),
                 sum(len(s.values) - cut for s, cut in zip(series, splits, strict=False)), len(sampler),
-                sum(p.numel() for p in network.parameters()))
-    optimizer = torch.optim.Adam(network.parameters(), lr=hp.lr)
+                sum(p.numel() for p in network.parameters()), shards)
+    optimizer = torch.optim.Adam(network.parameters(), lr=hp.lr, foreach=True)  # one kernel per step, not 10
     checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
     state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
 
     interrupted = False
-    while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
-        started = time.monotonic()
-        epoch_loss = _run_epoch(network, optimizer, sampler, hp, state, stop_requested)
-        if epoch_loss is None:
-            interrupted = True
-            break
-        state.epoch += 1
-        calibration_mse, _ = _mse_mae(streaming_errors(network, calibration_parts, hp, chunk_length))
-        state.record(calibration_mse, network)
-        _log_epoch(state, hp, epoch_loss, calibration_mse, time.monotonic() - started)
-        if validation_parts:
-            valid_mse, valid_mae = _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length))
-            metrics.emit("valid_mse", valid_mse)
-            metrics.emit("valid_mae", valid_mae)
-        if checkpointer:
-            checkpointer.save(network, optimizer, state)
-        if stop_requested():
-            interrupted = True
-            break
+    with single_threaded_kernels(shards > 1), ShardedGradient(network, shards) as gradient:
+        while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
+            started = time.monotonic()
+            epoch_loss = _run_epoch(network, gradient, optimizer, sampler, hp, state, stop_requested)
+            if epoch_loss is None:
+                interrupted = True
+                break
+            state.epoch += 1
+            calibration_mse, _ = _mse_mae(streaming_errors(network, calibration_parts, hp, chunk_length))
+            state.record(calibration_mse, network)
+            _log_epoch(state, hp, epoch_loss, calibration_mse, time.monotonic() - started)
+            if validation_parts:
+                valid_mse, valid_mae = _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length))
+                metrics.emit("valid_mse", valid_mse)
+                metrics.emit("valid_mae", valid_mae)
+            if checkpointer:
+                checkpointer.save(network, optimizer, state)
+            if stop_requested():
+                interrupted = True
+                break
 
     if state.best_state is None:
         raise InterruptedError("Training was stopped before the first epoch completed.")
@@ -195,9 +198,9 @@ def train(
                    state, interrupted)
 
 
-def _run_epoch(network: LSTMForecaster, optimizer: torch.optim.Optimizer, sampler: SubsequenceSampler,
-               hp: Hyperparameters, state: TrainingState, stop_requested: Callable[[], bool]
-               ) -> tuple[float, float] | None:
+def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: torch.optim.Optimizer,
+               sampler: SubsequenceSampler, hp: Hyperparameters, state: TrainingState,
+               stop_requested: Callable[[], bool]) -> tuple[float, float] | None:
     """One pass over the shuffled subsequences; None when a stop was requested mid-epoch."""
     network.train()
     order = torch.randperm(len(sampler), generator=state.generator).to(sampler.starts.device)
@@ -206,13 +209,11 @@ def _run_epoch(network: LSTMForecaster, optimizer: torch.optim.Optimizer, sample
         if stop_requested():
             return None
         windows = sampler.batch(order[first:first + hp.batch_size])
-        mse, mae = subsequence_loss(network, windows, hp)
-        optimizer.zero_grad(set_to_none=True)
-        mse.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=5.0)
+        mse, mae = gradient(lambda net, w: subsequence_loss(net, w, hp), windows)  # sets network's .grad
+        torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=5.0, foreach=True)
         optimizer.step()
-        total_mse += mse.item() * len(windows)
-        total_mae += mae.detach().item() * len(windows)
+        total_mse += mse * len(windows)
+        total_mae += mae * len(windows)
     if not math.isfinite(total_mse):
         raise UserError(f"Training diverged: the loss became {total_mse} in epoch {state.epoch + 1}. "
                         f"Lower `lr` (now {hp.lr:g}).")
