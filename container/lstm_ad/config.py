@@ -79,7 +79,7 @@ SCHEMA: tuple[Spec, ...] = (
          "Trailing fraction of each training series used to fit the Gaussian error model, "
          "never to fit the LSTM.", min_exclusive=True, max_exclusive=True),
     Spec("seed", int, 0, 0, 2**31 - 1,
-         "Random seed; training on CPU is deterministic for a given seed and number of CPU cores.",
+         "Random seed; training on CPU is deterministic for a given seed and number of torch threads.",
          tunable=False),
 )
 
