@@ -79,7 +79,8 @@ SCHEMA: tuple[Spec, ...] = (
          "Trailing fraction of each training series used to fit the Gaussian error model, "
          "never to fit the LSTM.", min_exclusive=True, max_exclusive=True),
     Spec("seed", int, 0, 0, 2**31 - 1,
-         "Random seed; training on CPU is deterministic for a given seed and number of torch threads.",
+         "Random seed; training on CPU is deterministic for a given seed, number of torch threads "
+         "and CPU model.",
          tunable=False),
 )
 
