@@ -1,11 +1,15 @@
 # LSTM-AD for Amazon SageMaker: one image for training (`train`) and inference (`serve`).
 #
-# Default base: the AWS PyTorch 2.1.0 / Python 3.10 SageMaker training image (CPU).
+# Default base: the AWS PyTorch 2.1.0 / Python 3.10 SageMaker training image (CPU), the
+# listing-compatible build. Any base with a python3 (first on PATH) that has torch and pip will do:
 #   docker build -t lstm-ad:cpu .
 #   docker build -t lstm-ad:gpu --build-arg BASE_TAG=2.1.0-gpu-py310-cu121-ubuntu20.04-sagemaker .
-#   docker build -t lstm-ad:new --build-arg BASE_IMAGE=<any newer PyTorch image> --build-arg NUMPY_REQUIREMENT=numpy .
+#   docker build -t lstm-ad:slim --build-arg BASE_IMAGE=<python + CPU torch>=2.6 image> \
+#       --build-arg NUMPY_REQUIREMENT="numpy>=2,<3" .
 # Pulling the AWS image needs `docker login` to ${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com first
 # (scripts/build_and_push.sh does it). The PyTorch 2.1 images reached end of patch on 2024-10-04.
+# Nothing here needs BuildKit: the classic builder (DOCKER_BUILDKIT=0) builds it too.
+# docs/image-and-publishing.md: which variant to publish, sizes, start-up times, scan findings.
 ARG REGION=us-east-1
 ARG DLC_ACCOUNT=763104351884
 ARG BASE_TAG=2.1.0-cpu-py310-ubuntu20.04-sagemaker
@@ -21,10 +25,16 @@ LABEL org.opencontainers.image.title="lstm-ad-sagemaker" \
       org.opencontainers.image.licenses="Apache-2.0" \
       com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning while they wait for work. With
+# the default (spinning) policy one competing busy process on a 2-core machine made a training batch
+# of torch 2.1 about 100x slower (3.7 s instead of 36 ms; scripts/bench_contention.sh); passive costs
+# little without contention. A default only: `docker run -e OMP_WAIT_POLICY=ACTIVE` or SageMaker's
+# `Environment` overrides it.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    OMP_WAIT_POLICY=PASSIVE
 
 # Install without touching the base's torch: a constraints file pins it to the installed version,
 # our package goes in with --no-deps (its torch requirement is met by the base), and the check
