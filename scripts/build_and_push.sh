@@ -52,7 +52,9 @@ build() {  # variant tag
     local args=(--build-arg "REGION=$REGION" --build-arg "DLC_ACCOUNT=$DLC_ACCOUNT" --build-arg "BASE_TAG=$base_tag")
     if [ -n "${BASE_IMAGE:-}" ]; then args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
     if [ -n "${NUMPY_REQUIREMENT:-}" ]; then args+=(--build-arg "NUMPY_REQUIREMENT=$NUMPY_REQUIREMENT"); fi
-    DOCKER_BUILDKIT=1 docker build "${args[@]}" -t "$IMAGE_REPO:$tag-$variant" .  # BuildKit expands the chained ARGs
+    # The classic builder unless DOCKER_BUILDKIT says otherwise: the Dockerfile needs nothing of BuildKit,
+    # and not every Docker installation has buildx.
+    DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build "${args[@]}" -t "$IMAGE_REPO:$tag-$variant" .
 }
 
 push() {  # variant tag

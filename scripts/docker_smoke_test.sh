@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of the Docker image, the way SageMaker runs it, with no network at all:
 #   1. build the image (skip with SKIP_BUILD=1 to test an image you already have);
-#   2. what is in the image: torch and numpy work together, OpenMP's wait policy defaults to
-#      PASSIVE, the local tools (lstm_ad_local) are not installed;
+#   2. what is in the image: torch and numpy work together, root user, nothing under /opt/ml, the
+#      bind-to-port label, OpenMP's wait policy defaults to PASSIVE (and `-e` overrides it), the local
+#      tools (lstm_ad_local) are not installed;
 #   3. `docker run IMAGE` (no argument = train) on generated CSV data in a fake /opt/ml,
 #      checking the model files, the metric lines and the absence of a failure file;
 #   4. a bad hyperparameter: exit 2 and /opt/ml/output/failure naming it; an unknown command: exit 2;
@@ -76,6 +77,14 @@ log "what is in the image"
 docker run --rm --network none --entrypoint python3 "$IMAGE" -c \
     "import numpy, torch, sys; torch.zeros(1).numpy(); print('python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__)" \
     || fail "torch and numpy do not work together in the image"
+# The SageMaker container contract: root (SageMaker expects it), nothing of ours under /opt/ml (mounted
+# over at run time), the bind-to-port capability declared, port 8080 exposed.
+[ "$(docker run --rm --network none --entrypoint id "$IMAGE" -u)" = 0 ] || fail "the image does not run as root"
+docker run --rm --network none --entrypoint sh "$IMAGE" -c 'test ! -e /opt/ml' \
+    || fail "the image ships files under /opt/ml, which SageMaker mounts over"
+label="$(docker image inspect -f '{{index .Config.Labels "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"}}' "$IMAGE")"
+[ "$label" = true ] || fail "the image lacks the label com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
+docker image inspect -f '{{json .Config.ExposedPorts}}' "$IMAGE" | grep -q '"8080/tcp"' || fail "port 8080 is not exposed"
 policy="$(docker run --rm --network none --entrypoint sh "$IMAGE" -c 'echo "$OMP_WAIT_POLICY"')"
 [ "$policy" = PASSIVE ] || fail "OMP_WAIT_POLICY is '$policy' in the image, expected the default PASSIVE"
 policy="$(docker run --rm --network none -e OMP_WAIT_POLICY=ACTIVE --entrypoint sh "$IMAGE" -c 'echo "$OMP_WAIT_POLICY"')"
@@ -122,12 +131,15 @@ log "SIGTERM during training (docker stop): the model so far is saved, exit 0"
 opt_ml "$WORK/stop" '{"context-length": "20", "prediction-length": "2", "sequence-stride": "5", "hidden-size": "8",
        "num-layers": "1", "epochs": "100000", "early-stopping-patience": "0", "batch-size": "32"}'
 docker run -d --name "$TRAINER" --network none -v "$WORK/stop:/opt/ml" "$IMAGE" train > /dev/null
+# (The log goes to a file before grep reads it: `docker logs | grep -q` fails under pipefail when
+# grep stops reading early.)
 for _ in $(seq 1 240); do  # until the first epoch's metric line: something to save
-    docker logs "$TRAINER" 2>&1 | grep -q 'train_mse=' && break
+    docker logs "$TRAINER" > "$WORK/stop.log" 2>&1
+    grep -q 'train_mse=' "$WORK/stop.log" && break
     [ "$(docker inspect -f '{{.State.Running}}' "$TRAINER")" = true ] || break
     sleep 0.5
 done
-docker logs "$TRAINER" 2>&1 | grep -q 'train_mse=' || { docker logs "$TRAINER"; fail "no epoch finished within 2 minutes"; }
+grep -q 'train_mse=' "$WORK/stop.log" || { cat "$WORK/stop.log"; fail "no epoch finished within 2 minutes"; }
 docker stop -t 60 "$TRAINER" > /dev/null
 docker logs "$TRAINER" > "$WORK/stop.log" 2>&1
 status="$(exit_code "$TRAINER")"

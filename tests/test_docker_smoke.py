@@ -1,8 +1,13 @@
 """The image, run for real where a Docker engine answers; the local Docker script everywhere.
 
-`test_image_smoke` runs scripts/docker_smoke_test.sh (build, then train and serve with
---network none). It skips, saying why, when `docker info` fails. Set LSTM_AD_IMAGE to
-test an image you already built instead of building one.
+`test_image_smoke` runs scripts/docker_smoke_test.sh (train and serve with --network none) on
+LSTM_AD_IMAGE when set, else on an image it builds from the Dockerfile on a base found in the
+engine: AWS's PyTorch 2.1 image if it was pulled, else the local stand-in that
+scripts/make_base_images.sh makes. It skips, saying why, when no engine answers or no base is
+there (no registry is needed or tried). scripts/test_image.sh runs the same smoke test in CI.
+
+`test_build_context_is_only_what_the_image_needs` sends the real build context (.dockerignore
+applied by the engine) into a FROM-scratch image and lists it.
 
 `scripts/docker_local.sh train` is tested without an engine: a stand-in `docker` on PATH
 turns `docker run -v HOST:/opt/ml/...` mounts into a folder of links and runs the image's
@@ -12,11 +17,14 @@ what the real `train` reads.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -68,6 +76,14 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+AWS_BASE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310-ubuntu20.04-sagemaker"
+STAND_IN_BASE = "lstm-ad-base/pytorch-2.1-py310:standin"
+
+
+def have_image(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
+
+
 @pytest.mark.slow
 def test_image_smoke() -> None:
     reason = docker_unavailable_reason()
@@ -75,9 +91,45 @@ def test_image_smoke() -> None:
         pytest.skip(f"{reason}; the image smoke test needs Docker")
     image = os.environ.get("LSTM_AD_IMAGE")
     env = {**os.environ, "IMAGE": image or "lstm-ad:smoke", "SKIP_BUILD": "1" if image else "0"}
+    if not image:
+        base = next((b for b in (AWS_BASE, STAND_IN_BASE) if have_image(b)), None)
+        if base is None:
+            pytest.skip(f"no base image in the engine to build on (neither {AWS_BASE} nor {STAND_IN_BASE}): "
+                        "run scripts/make_base_images.sh py310, or set LSTM_AD_IMAGE to a built image")
+        env["BUILD_ARGS"] = f"--build-arg BASE_IMAGE={base}"
     result = subprocess.run(["bash", str(SMOKE_TEST)], capture_output=True, text=True, timeout=3600, env=env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "smoke test passed" in result.stdout
+    assert re.search(r"^image=\S+ size_mb=\d+ cold_start_s=[\d.]+ smoke=ok$", result.stdout, re.MULTILINE)
+
+
+def test_build_context_is_only_what_the_image_needs(tmp_path: Path) -> None:
+    """The engine applies .dockerignore: the context holds the package and docker/, nothing else."""
+    reason = docker_unavailable_reason()
+    if reason:
+        pytest.skip(f"{reason}; listing the real build context needs Docker")
+    tag = f"lstm-ad-context-test:{os.getpid()}"
+    build = subprocess.run(["docker", "build", "-q", "-t", tag, "-f", "-", str(REPO)], input="FROM scratch\nCOPY . /\n",
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert build.returncode == 0, build.stdout + build.stderr
+    container = subprocess.run(["docker", "create", tag, "none"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    try:
+        listing = subprocess.run(["docker", "export", container], capture_output=True, check=True, timeout=120).stdout
+    finally:
+        subprocess.run(["docker", "rm", container], capture_output=True)
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(listing)) as archive:
+        skip = (".dockerenv", "dev/", "etc/", "proc/", "sys/")  # made by `docker create`, not the context
+        files = {m.name for m in archive.getmembers() if m.isfile() and not m.name.startswith(skip)}
+    tracked = subprocess.run(["git", "ls-files", "container/lstm_ad", "docker", "pyproject.toml", "README.md"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    tracked = [p for p in tracked if not p.startswith("container/lstm_ad_local/")]
+    assert sorted(set(tracked) - files) == []  # everything the Dockerfile copies is sent
+    extra = sorted(f for f in files - set(tracked) if "__pycache__" not in f)
+    assert extra == [], f"sent to the engine but not needed by the image: {extra[:20]}"
+    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    assert "container/lstm_ad/__init__.py" in files and "docker/entrypoint.py" in files
 
 
 @pytest.fixture
