@@ -28,6 +28,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from pathlib import Path
 
 NETWORK = ["--network", "none"]
 ROWS_32K = 32_768
+TRAIN_ROWS = 40_000  # about 2 s per epoch on a 2-core VM: well above the log's 0.1 s resolution
 
 MICRO = r"""
 import sys, time, torch
@@ -109,7 +111,7 @@ def make_opt_ml(folder: Path, epochs: int) -> Path:
     (config / "resourceconfig.json").write_text(
         '{"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}')
     (folder / "input" / "data" / "training").mkdir(parents=True)
-    (folder / "input" / "data" / "training" / "train.csv").write_text(series_csv(5000, 1))
+    (folder / "input" / "data" / "training" / "train.csv").write_text(series_csv(TRAIN_ROWS, 1))
     (folder / "model").mkdir()
     (folder / "output").mkdir()
     return folder
@@ -120,14 +122,16 @@ def env_args(policy: str | None) -> list[str]:
 
 
 def micro(image: str, policy: str | None, steps: int) -> float:
-    out = docker("run", "--rm", "-i", *NETWORK, *env_args(policy), "--entrypoint", "python3", image,
+    out = docker("run", "--rm", "-i", "--name", f"lstm-ad-bench-micro-{os.getpid()}", *NETWORK, *env_args(policy),
+                 "--entrypoint", "python3", image,
                  "-", str(steps), stdin=MICRO)
     return float(re.search(r"micro_ms=([\d.]+)", out).group(1))
 
 
 def train(image: str, policy: str | None, work: Path, epochs: int) -> tuple[float, Path]:
     folder = make_opt_ml(work / f"train-{policy or 'default'}-{time.monotonic_ns()}", epochs)
-    out = docker("run", "--rm", *NETWORK, *env_args(policy), "-v", f"{folder}:/opt/ml", image, "train")
+    out = docker("run", "--rm", "--name", f"lstm-ad-bench-train-{os.getpid()}", *NETWORK, *env_args(policy),
+                 "-v", f"{folder}:/opt/ml", image, "train")
     seconds = [float(s) for s in re.findall(r"epoch \d+/\d+ done in ([\d.]+)s", out)]
     if not seconds:
         raise RuntimeError(f"no epoch lines in the training log:\n{out[-2000:]}")
@@ -139,7 +143,7 @@ def serve(image: str, policy: str | None, model: Path, work: Path, requests: int
     data = work / "series-32k.csv"
     if not data.exists():
         data.write_text(series_csv(ROWS_32K, 3))
-    name = f"lstm-ad-bench-{os.getpid()}"
+    name = f"lstm-ad-bench-serve-{os.getpid()}"
     docker("rm", "-f", name, check=False)
     docker("run", "-d", "--name", name, *NETWORK, *env_args(policy), "-v", f"{model}:/opt/ml/model:ro",
            "-v", f"{data}:/tmp/series.csv:ro", image, "serve")
@@ -162,7 +166,34 @@ class BusyLoop:
         self.process.wait(timeout=30)
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # run the clean-up (busy loop, containers) as for Ctrl-C
+
+
+def remove_containers() -> None:
+    for kind in ("micro", "train", "serve"):
+        docker("rm", "-f", f"lstm-ad-bench-{kind}-{os.getpid()}", check=False)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        return measure()
+    finally:
+        remove_containers()
+
+
+def measure() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", action="append", required=True, help="image to measure (repeatable)")
     parser.add_argument("--quick", action="store_true", help="fewer steps, epochs and requests")
@@ -170,10 +201,10 @@ def main() -> int:
     if shutil.which("docker") is None:
         sys.exit("bench_contention: no docker client on PATH")
     steps, epochs, requests = (5, 3, 3) if args.quick else (10, 4, 5)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}; micro {steps} steps, train {epochs} epochs of "
-          f"5000 rows (context 100, prediction 10, defaults otherwise), serve {requests} requests of {ROWS_32K} rows",
-          flush=True)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs ({cpu_model()}), "
+          f"load average {os.getloadavg()[0]:.2f} before; micro {steps} steps, train {epochs} epochs of "
+          f"{TRAIN_ROWS} rows (context 100, prediction 10, defaults otherwise), serve {requests} requests "
+          f"of {ROWS_32K} rows", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lstm-ad-bench-") as tmp:
         work = Path(tmp)
@@ -191,9 +222,10 @@ def main() -> int:
                     finally:
                         if busy:
                             busy.__exit__()
+                    load = os.getloadavg()[0]
                     line = (f"image={image} contention={'busy-loop' if contention else 'none'} "
                             f"omp={policy or 'PASSIVE'} micro_ms={m:.1f} train_s_per_epoch={t:.2f} "
-                            f"serve_32k_ms={s:.0f}")
+                            f"serve_32k_ms={s:.0f} loadavg_1min_after={load:.2f}")
                     print(line, flush=True)
                     rows.append((image, "1 busy process" if contention else "none", label, m, t, s))
         # root-owned files written by the containers: remove them from inside one
