@@ -59,7 +59,7 @@ def check_console_scripts() -> list[str]:
     problems = []
     for name in ("train", "serve"):
         path = shutil.which(name)
-        if path is None or "lstm_ad.cli" not in Path(path).read_text(errors="replace"):
+        if path is None or "lstm_ad.sagemaker.cli" not in Path(path).read_text(errors="replace"):
             problems.append(f"`{name}` on PATH ({path}) is not lstm_ad's console script")
     return problems
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = check_torch_numpy(args.expect_torch) + check_requirements()
     if not args.skip_console_scripts:
         problems += check_console_scripts()
-    for module in ("flask", "gunicorn", "lstm_ad.cli", "lstm_ad.server"):
+    for module in ("flask", "gunicorn", "lstm_ad.sagemaker.cli", "lstm_ad.sagemaker.server"):
         try:
             import_module(module)
         except Exception as exc:  # report every problem, not just the first

@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     if command not in ("train", "serve"):
         print(f"Unknown command {command!r}. {USAGE}", file=sys.stderr)
         return 2
-    from lstm_ad import cli  # imported here so that a bad command fails fast, without loading torch
+    from lstm_ad.sagemaker import cli  # imported here so that a bad command fails fast, without loading torch
 
     sys.argv = [command, *argv[2:]]
     entry = cli.train if command == "train" else cli.serve

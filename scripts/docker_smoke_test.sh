@@ -65,7 +65,7 @@ TINY='{"context-length": "20", "prediction-length": "2", "sequence-stride": "5",
 opt_ml "$WORK/good" "$TINY"
 docker run --rm --network none -v "$WORK/good:/opt/ml" "$IMAGE" 2>&1 | tee "$WORK/train.log" \
     || fail "training exited non-zero (log above)"
-for file in model.json weights.pt; do
+for file in model.json weights.npz; do
     [ -s "$WORK/good/model/$file" ] || fail "the model folder has no $file"
 done
 [ ! -e "$WORK/good/output/failure" ] || fail "a successful job left a failure file"
@@ -81,7 +81,7 @@ if docker run --rm --network none -v "$WORK/bad:/opt/ml" "$IMAGE" train > "$WORK
     fail "training with hidden-size 0 succeeded"
 fi
 grep -q 'hidden-size' "$WORK/bad/output/failure" || fail "the failure file does not name hidden-size"
-[ ! -e "$WORK/bad/model/weights.pt" ] || fail "a failed job left model weights"
+[ ! -e "$WORK/bad/model/weights.npz" ] || fail "a failed job left model weights"
 
 log "an unknown command exits 2"
 status=0

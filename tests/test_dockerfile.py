@@ -158,10 +158,11 @@ def test_dockerignore_sends_only_what_the_build_copies(parsed: list[tuple[str, s
     sources = [word for args in values_of(parsed, "COPY") for word in shlex.split(args)[:-1]]
     tracked = subprocess.run(["git", "ls-files", *sources], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.split()
-    wanted = [p for p in tracked if not fnmatch.fnmatch(p, "*.pyc")] + ["container/lstm_ad/cli.py"]
+    wanted = [p for p in tracked if not fnmatch.fnmatch(p, "*.pyc")] + ["container/lstm_ad/sagemaker/cli.py"]
     assert [p for p in wanted if dockerignored(p, patterns)] == []
     unwanted = [".venv/bin/python", ".git/HEAD", "tests/test_config.py", "scripts/test.sh",
-                "container/lstm_ad/__pycache__/cli.cpython-310.pyc", "container/lstm_ad_sagemaker.egg-info/PKG-INFO"]
+                "container/lstm_ad/sagemaker/__pycache__/cli.cpython-310.pyc",
+                "container/lstm_ad_local/jobs.py", "container/lstm_ad_sagemaker.egg-info/PKG-INFO"]
     assert [p for p in unwanted if not dockerignored(p, patterns)] == []
 
 
@@ -188,8 +189,11 @@ def test_copied_sources_build_a_wheel_with_our_console_scripts(parsed: list[tupl
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "lstm_ad/cli.py" in names and "lstm_ad/algorithm_spec.py" in names
-    assert "train = lstm_ad.cli:train" in entry_points and "serve = lstm_ad.cli:serve" in entry_points
+    assert "lstm_ad/sagemaker/cli.py" in names and "lstm_ad/training.py" in names
+    assert not [name for name in names if name.startswith("lstm_ad_local/")]  # the tools stay out of the image
+    assert "train = lstm_ad.sagemaker.cli:train" in entry_points
+    assert "serve = lstm_ad.sagemaker.cli:serve" in entry_points
+    assert "lstm-ad-local" not in entry_points
 
 
 # --- the scripts the image runs, run here ---------------------------------------------------
@@ -214,7 +218,7 @@ def test_entrypoint_without_argument_trains_with_no_network(tmp_path: Path) -> N
     base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {"train.csv": sine_series(300, columns=2)}})
     result = run_entrypoint([], base, isolate=isolate)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (base / "model" / "model.json").is_file() and (base / "model" / "weights.pt").is_file()
+    assert (base / "model" / "model.json").is_file() and (base / "model" / "weights.npz").is_file()
     assert "train:mse=" in result.stdout
     if not isolate:
         pytest.skip("trained, but `unshare --net` is unavailable here, so network isolation was not tested")
@@ -227,7 +231,7 @@ def test_entrypoint_rejects_unknown_commands(tmp_path: Path) -> None:
 
 
 def test_build_time_image_check_runs_here() -> None:
-    pytest.importorskip("lstm_ad.server", reason="the serve module is not in this checkout yet")
+    pytest.importorskip("lstm_ad.sagemaker.server", reason="the serve module is not in this checkout yet")
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     check = [sys.executable, str(REPO / "docker" / "check_image.py")]
     good = subprocess.run([*check, "--expect-torch", torch.__version__], capture_output=True, text=True,
