@@ -26,7 +26,7 @@ from pathlib import Path
 from entrypoint import COMMANDS, DISTRIBUTION, entry_point
 
 # Imported besides the modules of the `train`/`serve` entry points (serve imports its server lazily).
-EXTRA_MODULES = ("flask", "gunicorn", "lstm_ad.server")
+EXTRA_MODULES = ("flask", "gunicorn", "lstm_ad.sagemaker.server")
 
 
 def release(version: str) -> tuple[int, ...]:

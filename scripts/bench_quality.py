@@ -12,7 +12,7 @@ Protocol (../shared/data/README.md):
 Every model is trained by the real `train` entrypoint (`.venv/bin/train`, run with
 SAGEMAKER_BASE_DIR pointing at a job folder laid out like /opt/ml) and scored with
 `Predictor.load(model_dir).score(...)`, the code path of users and of the server.
-Hyperparameters are the product defaults (container/lstm_ad/config.py) unless
+Hyperparameters are the product defaults (container/lstm_ad/hyperparameters.py) unless
 overridden with --hyperparameters; seed 0. Each job gets the machine's cores divided
 by --jobs as torch threads (so one job at a time trains as `train` does on this
 machine: one mini-batch shard per core); the peer gets one thread.
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lstm_ad.config import parse_hyperparameters
 from lstm_ad.predictor import Predictor
+from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tsb_ad_peer  # noqa: E402  (a sibling script, not a package)

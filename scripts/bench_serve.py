@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from lstm_ad.local_server import LocalJobError, LocalServer
+from lstm_ad.errors import LocalJobError
+from lstm_ad_local.server import LocalServer
 
 BIN = Path(sys.executable).parent
 
@@ -96,8 +97,8 @@ def breakdown(base: Path, body: bytes) -> dict[str, float]:
     """Parse / score / format of one body in this process, one torch thread (as a worker)."""
     import torch
 
-    from lstm_ad.payloads import decode_csv, encode_csv
     from lstm_ad.predictor import Predictor
+    from lstm_ad.sagemaker.payloads import decode_csv, encode_csv
 
     torch.set_num_threads(1)
     predictor = Predictor.load(base / "model")

@@ -37,9 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lstm_ad import sharding, training
-from lstm_ad.allocator import retain_freed_memory
-from lstm_ad.config import Hyperparameters
 from lstm_ad.data import Series
+from lstm_ad.hyperparameters import Hyperparameters
+from lstm_ad.sagemaker.process import retain_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 ECG = Hyperparameters(context_length=100, prediction_length=10, sequence_stride=10, hidden_size=32,
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f"{hp.prediction_length} rows")]
     reference_s = None if args.no_reference else reference_train(values, hp)
     applied = retain_freed_memory()  # what the `train` and `serve` entrypoints do first
-    table.append(("allocator settings", "applied" if applied else "not applied", "(allocator.py)"))
+    table.append(("allocator settings", "applied" if applied else "not applied", "(lstm_ad/sagemaker/process.py)"))
     if reference_s is not None and applied and not args.no_breakdown:
         tuned_s = reference_train(values, hp)
         table += [("reference + allocator wall", f"{tuned_s:.2f}", "s")]

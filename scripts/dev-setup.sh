@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (or update) the development environment .venv at the repository root:
-# the package in editable mode with its console scripts (train, serve, lstm-ad-local)
-# and the test tools. torch is pinned to the CPU build available on the dev machines;
+# the runtime package and the local tools in editable mode with their console scripts (train, serve,
+# lstm-ad-local) and the test tools. torch is pinned to the CPU build available on the dev machines;
 # the image itself runs torch 2.1 (see Dockerfile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +13,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION}"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-.venv/bin/python -c "import torch, numpy, lstm_ad; print(f'.venv ready: torch {torch.__version__}, numpy {numpy.__version__}')"
+.venv/bin/python -m pip install --quiet --no-deps -e container/lstm_ad_local  # the local tools (not in the image)
+.venv/bin/python -c "import torch, numpy, lstm_ad, lstm_ad_local; print(f'.venv ready: torch {torch.__version__}, numpy {numpy.__version__}')"

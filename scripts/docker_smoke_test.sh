@@ -26,6 +26,7 @@ cd "$(dirname "$0")/.."
 IMAGE="${IMAGE:-lstm-ad:smoke}"
 CONTEXT_LENGTH=20
 TEST_ROWS=100
+WEIGHTS=weights.npz  # the model artifact's weights file, beside model.json
 GRACE_S=30  # SageMaker sends SIGKILL 30 s after SIGTERM when it stops an endpoint
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lstm-ad-smoke.XXXXXX")"
 SERVER="lstm-ad-smoke-serve-$$"
@@ -94,6 +95,8 @@ if docker run --rm --network none --entrypoint python3 "$IMAGE" -c "import lstm_
     fail "the local tools (lstm_ad_local) are installed in the image"
 fi
 grep -q "No module named 'lstm_ad_local'" "$WORK/local.log" || { cat "$WORK/local.log"; fail "import lstm_ad_local failed oddly"; }
+! docker run --rm --network none --entrypoint sh "$IMAGE" -c 'command -v lstm-ad-local' \
+    || fail "the lstm-ad-local command is on PATH in the image"
 echo "lstm_ad_local: not in the image (as intended)"
 
 log "train (no argument: the default command), --network none"
@@ -103,7 +106,7 @@ opt_ml "$WORK/good" "$TINY"
 docker run --rm --network none -v "$WORK/good:/opt/ml" "$IMAGE" > "$WORK/train.log" 2>&1 \
     || { cat "$WORK/train.log"; fail "training exited non-zero (log above)"; }
 tail -5 "$WORK/train.log"
-for file in model.json weights.pt; do
+for file in model.json "$WEIGHTS"; do
     [ -s "$WORK/good/model/$file" ] || fail "the model folder has no $file"
 done
 [ ! -e "$WORK/good/output/failure" ] || fail "a successful job left a failure file"
@@ -120,7 +123,7 @@ docker run --rm --network none -v "$WORK/bad:/opt/ml" "$IMAGE" train > "$WORK/ba
 [ "$status" = 2 ] || { cat "$WORK/bad.log"; fail "training with hidden-size 0 exited $status, expected 2"; }
 grep -q 'hidden-size' "$WORK/bad/output/failure" || fail "the failure file does not name hidden-size"
 echo "failure file: $(head -c 200 "$WORK/bad/output/failure")"
-[ ! -e "$WORK/bad/model/weights.pt" ] || fail "a failed job left model weights"
+[ ! -e "$WORK/bad/model/$WEIGHTS" ] || fail "a failed job left model weights"
 
 log "an unknown command exits 2"
 status=0
@@ -145,7 +148,7 @@ docker logs "$TRAINER" > "$WORK/stop.log" 2>&1
 status="$(exit_code "$TRAINER")"
 docker rm "$TRAINER" > /dev/null
 [ "$status" = 0 ] || { tail -20 "$WORK/stop.log"; fail "train stopped by SIGTERM exited $status, expected 0"; }
-[ -s "$WORK/stop/model/weights.pt" ] || fail "train stopped by SIGTERM saved no weights"
+[ -s "$WORK/stop/model/$WEIGHTS" ] || fail "train stopped by SIGTERM saved no weights"
 grep -q 'interrupted by SIGTERM' "$WORK/stop.log" || fail "the log does not say training was interrupted"
 grep 'interrupted by SIGTERM' "$WORK/stop.log"
 

@@ -1,12 +1,21 @@
-"""Shared fixtures: generated series, a fake /opt/ml tree, the real shared data when present."""
+"""Shared fixtures: generated series, a fake /opt/ml tree, the real shared data when present,
+and the training job run in-process (`train_job`)."""
 
 from __future__ import annotations
 
-import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lstm_ad.sagemaker.cli import StopFlag, run_train
+from lstm_ad.sagemaker.metrics import METRICS
+from lstm_ad.sagemaker.paths import Paths
+from lstm_ad_local.job_folder import write_training_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -36,15 +45,8 @@ def write_csv(path: Path, values: np.ndarray) -> Path:
 
 def make_opt_ml(base: Path, hyperparameters: dict[str, str], channels: dict[str, dict[str, np.ndarray]],
                 input_mode: str = "File") -> Path:
-    """Lay out a fake /opt/ml for the `train` entrypoint, hyperparameters as strings as SageMaker writes."""
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}))
-    (config / "inputdataconfig.json").write_text(json.dumps({
-        name: {"ContentType": "text/csv", "TrainingInputMode": input_mode, "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"} for name in channels}))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}))
+    """Lay out a fake /opt/ml for the `train` entrypoint (the local runner's writer) with CSV channels."""
+    write_training_config(Paths(base), channels, hyperparameters, input_mode=input_mode)
     for channel, files in channels.items():
         for name, values in files.items():
             write_csv(base / "input" / "data" / channel / name, values)
@@ -55,3 +57,27 @@ TINY_HYPERPARAMETERS = {
     "context-length": "20", "prediction-length": "2", "sequence-stride": "5", "hidden-size": "8",
     "num-layers": "1", "epochs": "2", "batch-size": "32",
 }
+
+
+def metric_values(log: str, name: str) -> list[float]:
+    """Every value of metric `name` in a training log, read with its MetricDefinitions regex."""
+    regex = next(m.regex for m in METRICS if m.name == name)
+    return [float(v) for v in re.findall(regex, log)]
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    returncode: int  # the exit code `train` would exit with
+    stdout: str  # the log lines, as `train` prints them
+
+
+@pytest.fixture
+def train_job(caplog: pytest.LogCaptureFixture) -> Callable[[Path], TrainRun]:
+    """Run the training job of a fake /opt/ml in this process, as the `train` console script does."""
+    def run(base: Path) -> TrainRun:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            code = run_train(Paths(base), StopFlag())
+        lines = [f"{record.levelname} {record.name}: {record.getMessage()}" for record in caplog.records]
+        return TrainRun(code, "\n".join(lines) + "\n")
+    return run

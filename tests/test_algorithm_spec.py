@@ -10,7 +10,6 @@ The metric regexes are checked against the lines the real `train` prints.
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -27,11 +26,12 @@ from botocore.model import Shape
 from botocore.stub import Stubber
 
 from conftest import REPO, TINY_HYPERPARAMETERS, make_opt_ml, sine_series
-from lstm_ad.algorithm_spec import VALIDATION_HYPERPARAMETERS, hyperparameter_table, markdown_tables, metric_table
-from lstm_ad.config import SCHEMA, Hyperparameters, parse_hyperparameters
-from lstm_ad.metrics import METRICS
+from lstm_ad.hyperparameters import SCHEMA, Hyperparameters
+from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters
+from lstm_ad.sagemaker.metrics import METRICS
+from lstm_ad_local import create_algorithm
+from lstm_ad_local.algorithm_spec import VALIDATION_HYPERPARAMETERS, hyperparameter_table, markdown_tables, metric_table
 
-SCRIPT = REPO / "scripts" / "create_algorithm.py"
 REGION = "us-east-1"
 ARN = f"arn:aws:sagemaker:{REGION}:123456789012:algorithm/lstm-ad"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -56,9 +56,9 @@ def input_shape(operation: str) -> Shape:
 
 @pytest.fixture(scope="module")
 def request_dict() -> dict[str, Any]:
-    """The request exactly as `create_algorithm.py --dry-run` prints it."""
-    result = subprocess.run([sys.executable, str(SCRIPT), *ARGS, "--dry-run"], capture_output=True, text=True,
-                            timeout=60, check=True)
+    """The request exactly as `python -m lstm_ad_local.create_algorithm --dry-run` prints it."""
+    result = subprocess.run([sys.executable, "-m", "lstm_ad_local.create_algorithm", *ARGS, "--dry-run"],
+                            capture_output=True, text=True, timeout=60, check=True)
     return json.loads(result.stdout)
 
 
@@ -88,14 +88,10 @@ def test_request_passes_botocore_validation(request_dict: dict[str, Any]) -> Non
 
 def test_script_sends_the_request_through_the_client(capsys: pytest.CaptureFixture[str],
                                                       request_dict: dict[str, Any]) -> None:
-    spec = importlib.util.spec_from_file_location("create_algorithm", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     client = sagemaker_client()
     with Stubber(client) as stub:
         stub.add_response("create_algorithm", {"AlgorithmArn": ARN}, expected_params=request_dict)
-        assert module.main(ARGS, client=client) == 0
+        assert create_algorithm.main(ARGS, client=client) == 0
         stub.assert_no_pending_responses()
     assert f"Created {ARN}" in capsys.readouterr().out
 
@@ -294,6 +290,6 @@ def test_markdown_tables_list_every_hyperparameter_and_metric() -> None:
 
 def test_readme_tables_are_the_generated_ones() -> None:
     readme = (REPO / "README.md").read_text()
-    regenerate = 'python -c "from lstm_ad.algorithm_spec import markdown_tables; print(markdown_tables())"'
+    regenerate = "python -m lstm_ad_local.algorithm_spec"
     assert hyperparameter_table() in readme, f"README hyperparameter table is stale: regenerate with {regenerate}"
     assert metric_table() in readme, f"README metric table is stale: regenerate with {regenerate}"

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from conftest import sine_series
-from lstm_ad.app import create_app
-from lstm_ad.config import Hyperparameters
 from lstm_ad.data import Scaler
 from lstm_ad.errors import UserError
+from lstm_ad.forecast import default_chunk_length
 from lstm_ad.gaussian import Gaussian
+from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
-from lstm_ad.scoring import default_chunk_length
-from lstm_ad.serve_settings import ServeSettings, settings_from_env
-from lstm_ad.server import visible_gpus
+from lstm_ad.sagemaker.app import create_app
+from lstm_ad.sagemaker.server import visible_gpus
+from lstm_ad.sagemaker.settings import ServeSettings, settings_from_env
 
 CONTEXT = 5
 ROWS = 40
@@ -186,7 +186,7 @@ class BrokenPredictor:
 
 def test_our_bug_is_a_short_500_with_the_traceback_only_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
     client = create_app(BrokenPredictor(), ServeSettings()).test_client()
-    with caplog.at_level(logging.ERROR, logger="lstm_ad.app"):
+    with caplog.at_level(logging.ERROR, logger="lstm_ad.sagemaker.app"):
         response = client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv")
     assert response.status_code == 500
     body = response.data.decode()

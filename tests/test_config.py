@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from lstm_ad.config import SCHEMA, Hyperparameters, parse_hyperparameters
 from lstm_ad.errors import HyperparameterError
+from lstm_ad.hyperparameters import SCHEMA, Hyperparameters
+from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters
 
 
 def test_empty_gives_defaults():

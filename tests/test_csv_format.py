@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lstm_ad.csv_format import BLOCK_ROWS, format_rows
+from lstm_ad.sagemaker.csv_format import BLOCK_ROWS, format_rows
 
 
 def reference(columns: list[np.ndarray]) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY_HYPERPARAMETERS, sine_series, write_csv
-from lstm_ad.local_server import free_port
+from lstm_ad_local.server import free_port
 
 SMOKE_TEST = REPO / "scripts" / "docker_smoke_test.sh"
 DOCKER_LOCAL = REPO / "scripts" / "docker_local.sh"
@@ -153,7 +153,7 @@ def test_docker_local_train_with_channels_and_hyperparameters(tmp_path: Path, st
                             capture_output=True, text=True, timeout=300, env=stand_in)
     assert result.returncode == 0, result.stdout + result.stderr
     model = tmp_path / "out" / "model"
-    assert (model / "model.json").is_file() and (model / "weights.pt").is_file()
+    assert (model / "model.json").is_file() and (model / "weights.npz").is_file()
     assert "valid:mse=" in result.stdout  # the validation channel was mounted and read
     assert f"Model written to {model}" in result.stderr
     assert "--network none" in (tmp_path / "opt_ml.args").read_text()
@@ -171,7 +171,7 @@ def test_docker_local_train_reports_the_failure(tmp_path: Path, stand_in: dict[s
 
 
 def test_docker_local_serve_and_predict(tmp_path: Path, stand_in: dict[str, str]) -> None:
-    pytest.importorskip("lstm_ad.server", reason="the serve module is not in this checkout yet")
+    pytest.importorskip("lstm_ad.sagemaker.server", reason="the serve module is not in this checkout yet")
     if shutil.which("curl") is None:
         pytest.skip("docker_local.sh predict needs curl")
     write_csv(tmp_path / "data" / "a.csv", sine_series(300, columns=2))

@@ -78,7 +78,7 @@ def test_entrypoint_without_argument_trains_with_no_network(tmp_path: Path) -> N
     base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {"train.csv": sine_series(300, columns=2)}})
     result = run_entrypoint([], base, isolate=isolate)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (base / "model" / "model.json").is_file() and (base / "model" / "weights.pt").is_file()
+    assert (base / "model" / "model.json").is_file() and (base / "model" / "weights.npz").is_file()
     assert "train:mse=" in result.stdout
     if not isolate:
         pytest.skip("trained, but `unshare --net` is unavailable here, so network isolation was not tested")
@@ -91,7 +91,7 @@ def test_entrypoint_rejects_unknown_commands(tmp_path: Path) -> None:
 
 
 def test_build_time_image_check_runs_here() -> None:
-    pytest.importorskip("lstm_ad.server", reason="the serve module is not in this checkout yet")
+    pytest.importorskip("lstm_ad.sagemaker.server", reason="the serve module is not in this checkout yet")
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     check = [sys.executable, str(REPO / "docker" / "check_image.py")]
     good = subprocess.run([*check, "--expect-torch", torch.__version__], capture_output=True, text=True,

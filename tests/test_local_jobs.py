@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from conftest import TINY_HYPERPARAMETERS, sine_series, write_csv
-from lstm_ad.local_jobs import run_training_job
-from lstm_ad.local_server import LocalJobError
-from lstm_ad.local_transform import TransformSettings, run_transform_job
+from lstm_ad.errors import LocalJobError
 from lstm_ad.predictor import Predictor
+from lstm_ad_local.jobs import run_training_job
+from lstm_ad_local.transform import TransformSettings, run_transform_job
 
 COLUMNS = 2
 CONTEXT = int(TINY_HYPERPARAMETERS["context-length"])
@@ -80,7 +80,7 @@ def test_training_job_lays_out_opt_ml_and_packs_the_model(trained: dict[str, Pat
     assert (data / "validation" / "valid.csv").is_file()  # a single file becomes the channel's only file
 
     with tarfile.open(trained["artifact"]) as archive:
-        assert sorted(archive.getnames()) == ["model.json", "weights.pt"]  # at the root, as SageMaker packs
+        assert sorted(archive.getnames()) == ["model.json", "weights.npz"]  # at the root, as SageMaker packs
     assert _predictor(trained).columns == COLUMNS
     assert {"train:mse", "train:mae", "valid:mse", "valid:mae"} <= set(trained["metrics"])
     assert all(math.isfinite(v) for v in trained["metrics"].values())

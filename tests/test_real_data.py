@@ -7,37 +7,36 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import make_opt_ml, shared_data
+from conftest import make_opt_ml, metric_values, shared_data
 from lstm_ad.data import read_series_file
 from lstm_ad.predictor import Predictor
-from test_train_entrypoint import metric_values, run_train
 
 # The public listing's example configuration, with few epochs to keep the suite quick.
 LISTING_EXAMPLE = {"context-length": "100", "prediction-length": "10", "sequence-stride": "10", "hidden-size": "32",
                    "num-layers": "2", "dropout": "0.5", "lr": "0.001", "batch-size": "128", "epochs": "2"}
 
 
-def test_fg_sample_with_listing_hyperparameters(tmp_path: Path):
+def test_fg_sample_with_listing_hyperparameters(tmp_path: Path, train_job):
     folder = shared_data("fg-sample")
     base = make_opt_ml(tmp_path, LISTING_EXAMPLE, {
         "training": {"train.csv": read_series_file(folder / "train.csv")},
         "validation": {"valid.csv": read_series_file(folder / "valid.csv")},
     })
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = train_job(base)
+    assert result.returncode == 0, result.stdout
     assert len(metric_values(result.stdout, "valid:mse")) == 1
     scored = Predictor.load(base / "model").score(read_series_file(folder / "test.csv"))
     assert scored.log_likelihood.shape == (5000,) and scored.predictions.shape == (5000, 2)
     assert np.isnan(scored.log_likelihood[:100]).all() and np.isfinite(scored.log_likelihood[100:]).all()
 
 
-def test_ucr_series_trains_on_its_training_part(tmp_path: Path):
+def test_ucr_series_trains_on_its_training_part(tmp_path: Path, train_job):
     path = shared_data("ucr-dev", "115_UCR_Anomaly_CIMIS44AirTemperature3_4000_6520_6544.txt")
     train_end, anomaly_start, anomaly_end = map(int, re.findall(r"_(\d+)", path.stem)[-3:])
     values = read_series_file(path)
     base = make_opt_ml(tmp_path, {"epochs": "2"}, {"training": {"train.csv": values[:train_end]}})
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = train_job(base)
+    assert result.returncode == 0, result.stdout
     predictor = Predictor.load(base / "model")
     scores = predictor.score(values[train_end - predictor.context_length:]).log_likelihood
     assert len(scores) == len(values) - train_end + predictor.context_length

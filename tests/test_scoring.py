@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from lstm_ad.forecast import forecast_errors
 from lstm_ad.model import LSTMForecaster, NetworkConfig
-from lstm_ad.scoring import forecast_errors
 
 
 def make_network(columns=2, horizon=3, seed=0) -> LSTMForecaster:

@@ -24,8 +24,10 @@ from sagemaker.algorithm import AlgorithmEstimator  # noqa: E402
 from sagemaker.estimator import Estimator  # noqa: E402
 from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter  # noqa: E402
 
-from lstm_ad import algorithm_spec, metrics  # noqa: E402
-from lstm_ad.config import SCHEMA, parse_hyperparameters  # noqa: E402
+from lstm_ad.hyperparameters import SCHEMA  # noqa: E402
+from lstm_ad.sagemaker import metrics  # noqa: E402
+from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters  # noqa: E402
+from lstm_ad_local import algorithm_spec  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -89,10 +91,10 @@ def _completed_training_job(name: str) -> dict[str, Any]:
 def _metric_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
     """One log line per metric exactly as `train` prints it (cli.configure_process's log format)."""
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with caplog.at_level(logging.INFO, logger="lstm_ad.metrics"):
+    with caplog.at_level(logging.INFO, logger="lstm_ad.sagemaker.metrics"):
         for index, metric in enumerate(metrics.METRICS):
             metrics.emit(metric.name, 0.5 + index * 1.25e-3)
-    lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.metrics"]
+    lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.sagemaker.metrics"]
     return {metric.name: line for metric, line in zip(metrics.METRICS, lines, strict=True)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,9 +18,10 @@ import torch
 
 from conftest import TINY_HYPERPARAMETERS, make_opt_ml, shared_data, sine_series
 from lstm_ad.data import read_series_file
-from lstm_ad.local_server import LocalServer
-from lstm_ad.payloads import encode_csv
 from lstm_ad.predictor import Predictor
+from lstm_ad.sagemaker.payloads import encode_csv
+from lstm_ad.tensor_files import load_tensors, save_tensors
+from lstm_ad_local.server import LocalServer
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 120  # the machine is shared: torch imports and worker warm-up can be slow
@@ -151,18 +153,31 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
     ("missing", "Cannot serve: No LSTM-AD model in {model}"),
     ("truncated weights", "Cannot serve: The model in {model} is damaged or incompatible"),
     ("bad json", "Cannot serve: The model in {model} is damaged or incompatible"),
+    ("pickled weights", "Cannot serve: The model in {model} is damaged or incompatible: {model}/weights.npz is not "
+                        "a plain numeric .npz archive"),
+    ("other shapes", "Cannot serve: The model in {model} is damaged or incompatible: Error(s) in loading state_dict"),
+    ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads version 2. Retrain"),
 ])
 def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_path: Path, damage: str,
                                                             reason: str) -> None:
     model = tmp_path / "model"
     model.mkdir()
     if damage != "missing":
-        for name in ("model.json", "weights.pt"):
+        for name in ("model.json", "weights.npz"):
             (model / name).write_bytes((trained / "model" / name).read_bytes())
+    weights = model / "weights.npz"
     if damage == "truncated weights":
-        (model / "weights.pt").write_bytes((model / "weights.pt").read_bytes()[:100])
+        weights.write_bytes(weights.read_bytes()[:100])
     if damage == "bad json":
-        (model / "model.json").write_text('{"format_version": 1}')
+        (model / "model.json").write_text('{"format_version": 2}')
+    if damage == "pickled weights":  # an object array: loading it would unpickle
+        np.savez(weights, **{"head.weight": np.array([{"x": 1}], dtype=object)})
+    if damage == "other shapes":  # weights of a network with 3 hidden units instead of 8
+        tensors, extra = load_tensors(weights)
+        save_tensors(weights, {name: t[..., :3] if t.shape[-1] == 8 else t for name, t in tensors.items()}, extra)
+    if damage == "old format":
+        meta = json.loads((model / "model.json").read_text())
+        (model / "model.json").write_text(json.dumps({**meta, "format_version": 1}))
     server = Server(tmp_path)
     try:
         code = server.process.wait(timeout=START_TIMEOUT_S)

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 import torch
 
 from conftest import sine_series
 from lstm_ad import training
-from lstm_ad.allocator import retain_freed_memory
-from lstm_ad.config import Hyperparameters
 from lstm_ad.data import Series
+from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.model import LSTMForecaster, NetworkConfig
+from lstm_ad.sagemaker.process import retain_freed_memory
 from lstm_ad.sharding import ShardedGradient, shard_count
 
 WINDOW = 20 + 3  # context-length + prediction-length of HP
@@ -95,41 +90,13 @@ def test_sharded_training_is_reproducible_and_matches_one_shard() -> None:
     series = [Series("a.csv", sine_series(400, columns=2)), Series("b.csv", sine_series(300, columns=2, seed=1))]
     first, second = _train_with_threads(2, series), _train_with_threads(2, series)
     one_shard = _train_with_threads(1, series)
-    assert first.epochs_run == one_shard.epochs_run == HP.epochs
+    assert first.summary.epochs_run == one_shard.summary.epochs_run == HP.epochs
     test = sine_series(300, columns=2, seed=2)
     scores = first.predictor.score(test).log_likelihood
     assert np.isfinite(scores[HP.context_length:]).all()
     np.testing.assert_array_equal(scores, second.predictor.score(test).log_likelihood)  # same seed and shards
     # One shard differs only by the rounding of the summed gradient.
     np.testing.assert_allclose(scores, one_shard.predictor.score(test).log_likelihood, rtol=1e-3, atol=1e-3)
-
-
-PAGE_FAULTS = textwrap.dedent("""
-    import resource, sys, torch
-    sys.path.insert(0, sys.argv[1])
-    from lstm_ad.allocator import retain_freed_memory
-    torch.set_num_threads(1)
-    if sys.argv[2] == "retain":
-        assert retain_freed_memory()
-    lstm, x = torch.nn.LSTM(1, 32, 2, batch_first=True), torch.randn(64, 100, 1)  # a shard of the ECG example
-    lstm(x)[0].sum().backward()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        lstm(x)[0].sum().backward()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-""")
-
-
-def test_retained_memory_stops_page_faulting_every_batch() -> None:
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("not glibc: the allocator settings do not apply here")
-    container = str(training.__file__).rsplit("/lstm_ad/", 1)[0]
-    faults = {mode: int(subprocess.run([sys.executable, "-c", PAGE_FAULTS, container, mode], check=True,
-                                       capture_output=True, text=True).stdout)
-              for mode in ("default", "retain")}
-    # By default each pass maps its LSTM workspace afresh (thousands of faults); retained, it is reused.
-    assert faults["default"] > 20 * 1000, faults
-    assert faults["retain"] < faults["default"] / 10, faults
 
 
 def test_users_own_malloc_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,5 @@
-"""The real `train` console script, run as SageMaker runs it, in a fake /opt/ml tree."""
+"""The training job in a fake /opt/ml tree: in-process through `run_train` (what the `train` console
+script calls), and as the real console script in a subprocess where signals are involved."""
 
 from __future__ import annotations
 
@@ -15,32 +16,28 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_HYPERPARAMETERS, make_opt_ml, sine_series
+from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_series
 from lstm_ad.checkpoint import CHECKPOINT_FILE
-from lstm_ad.metrics import METRICS
 from lstm_ad.predictor import Predictor
+from lstm_ad.tensor_files import load_tensors
 
 TRAIN = str(Path(sys.executable).parent / "train")
 
 
 def run_train(base: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real console script in a subprocess."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
     return subprocess.run([TRAIN], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def metric_values(stdout: str, name: str) -> list[float]:
-    regex = next(m.regex for m in METRICS if m.name == name)
-    return [float(v) for v in re.findall(regex, stdout)]
-
-
-def test_trains_writes_artifact_and_metrics(tmp_path: Path):
+def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path, {**TINY_HYPERPARAMETERS, "epochs": "3", "early-stopping-patience": "0"}, {
         "training": {"a.csv": sine_series(400, 2), "b.csv": sine_series(300, 2, seed=1)},
         "validation": {"v.csv": sine_series(200, 2, seed=2)},
     })
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in (base / "model").iterdir()) == ["model.json", "weights.pt"]
+    result = train_job(base)
+    assert result.returncode == 0, result.stdout
+    assert sorted(p.name for p in (base / "model").iterdir()) == ["model.json", "weights.npz"]
     assert not (base / "output" / "failure").exists()
 
     for name in ("train_mse", "train_mae", "calibration_mse", "valid_mse", "valid_mae"):
@@ -48,10 +45,10 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path):
     for name in ("train:mse", "train:mae", "calibration:mse", "valid:mse", "valid:mae"):
         assert len(metric_values(result.stdout, name)) == 1, name
 
-    state = torch.load(base / "model" / "weights.pt", weights_only=True)
+    state, _ = load_tensors(base / "model" / "weights.npz")
     assert set(state) >= {"head.weight", "lstm.weight_ih_l0"}
     meta = json.loads((base / "model" / "model.json").read_text())
-    assert meta["hyperparameters"]["context-length"] == 20 and meta["network"]["columns"] == 2
+    assert meta["hyperparameters"]["context-length"] == 20 and meta["columns"] == 2
     assert meta["summary"]["epochs_run"] == 3
 
     predictor = Predictor.load(base / "model")
@@ -60,12 +57,12 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path):
     assert scored.predictions.shape == (100, 2)
 
 
-def test_accepts_gzip_training_files(tmp_path: Path):
+def test_accepts_gzip_training_files(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path, {**TINY_HYPERPARAMETERS, "epochs": "1"}, {"training": {}})
     (base / "input/data/training").mkdir(parents=True)
     csv = "\n".join(f"{v:.5f}" for v in sine_series(300)[:, 0])
     (base / "input/data/training/series.csv.gz").write_bytes(gzip.compress(csv.encode()))
-    assert run_train(base).returncode == 0
+    assert train_job(base).returncode == 0
     assert (base / "model" / "model.json").is_file()
 
 
@@ -95,33 +92,33 @@ def _with_text(text: str):
          r"  - unknown hyperparameter `colour`"),
     ],
 )
-def test_bad_input_fails_with_a_reason(tmp_path, hyperparameters, files, tweak, reason):
+def test_bad_input_fails_with_a_reason(tmp_path, hyperparameters, files, tweak, reason, train_job):
     base = make_opt_ml(tmp_path, {**TINY_HYPERPARAMETERS, **hyperparameters}, {"training": files})
     if tweak:
         tweak(base)
-    result = run_train(base)
-    assert result.returncode == 2, result.stdout + result.stderr
+    result = train_job(base)
+    assert result.returncode == 2, result.stdout
     failure = (base / "output" / "failure").read_text()
     assert re.search(reason, failure[:1024]), failure
     assert "Traceback" not in failure  # user errors need no traceback
     assert not any((base / "model").glob("*")) if (base / "model").exists() else True
 
 
-def test_pipe_mode_and_unknown_channel_are_rejected(tmp_path: Path):
+def test_pipe_mode_and_unknown_channel_are_rejected(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path / "pipe", TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}}, input_mode="Pipe")
-    result = run_train(base)
+    result = train_job(base)
     assert result.returncode == 2
     assert "uses input mode Pipe" in (base / "output" / "failure").read_text()
 
     base = make_opt_ml(tmp_path / "extra", TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}, "test": {"t.csv": GOOD}})
-    assert run_train(base).returncode == 2
+    assert train_job(base).returncode == 2
     assert "Unknown channel(s) test" in (base / "output" / "failure").read_text()
 
 
-def test_validation_columns_must_match_training(tmp_path: Path):
+def test_validation_columns_must_match_training(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS,
                        {"training": {"a.csv": GOOD}, "validation": {"v.csv": sine_series(100, 3)}})
-    assert run_train(base).returncode == 2
+    assert train_job(base).returncode == 2
     assert re.search(r"v\.csv: has 3 columns but .*a\.csv has 2", (base / "output" / "failure").read_text())
 
 
@@ -154,27 +151,27 @@ def test_sigterm_saves_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     resumed = run_train(base)  # a restarted job finds the checkpoint and carries on
     assert resumed.returncode == 0, resumed.stdout
     assert f"Resuming from checkpoint {base / 'checkpoints' / CHECKPOINT_FILE} after epoch " in resumed.stdout
-    expected = torch.load(reference / "model" / "weights.pt", weights_only=True)
-    actual = torch.load(base / "model" / "weights.pt", weights_only=True)
+    expected, _ = load_tensors(reference / "model" / "weights.npz")
+    actual, _ = load_tensors(base / "model" / "weights.npz")
     for name, tensor in expected.items():
         torch.testing.assert_close(actual[name], tensor, rtol=0, atol=0)
 
 
-def test_checkpoint_of_other_hyperparameters_is_ignored(tmp_path: Path):
+def test_checkpoint_of_other_hyperparameters_is_ignored(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path, {**TINY_HYPERPARAMETERS, "epochs": "1"}, {"training": {"a.csv": GOOD}})
     (base / "checkpoints").mkdir()
-    assert run_train(base).returncode == 0
+    assert train_job(base).returncode == 0
     (base / "input/config/hyperparameters.json").write_text(json.dumps({**TINY_HYPERPARAMETERS, "hidden-size": "5"}))
-    result = run_train(base)
+    result = train_job(base)
     assert result.returncode == 0
     assert "Ignoring checkpoint" in result.stdout and "training from scratch" in result.stdout
 
 
-def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path):
+def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     clean = sine_series(3000, 1, period=50, noise=0.02)
     base = make_opt_ml(tmp_path, {"context-length": "50", "hidden-size": "16", "epochs": "15", "sequence-stride": "5",
                                   "num-layers": "1", "lr": "0.01"}, {"training": {"clean.csv": clean}})
-    result = run_train(base)
+    result = train_job(base)
     assert result.returncode == 0, result.stdout
     test = sine_series(1000, 1, period=50, noise=0.02, seed=9)
     test[600:615, 0] = 0.8  # a flat segment where a sine should be

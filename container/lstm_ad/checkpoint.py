@@ -1,7 +1,7 @@
 """Training state that survives a stop: early-stopping bookkeeping and resumable checkpoints.
 
-A checkpoint is a plain dict of tensors and numbers (loadable with weights_only=True),
-written atomically after every epoch. It is resumed only when it was written for the
+A checkpoint is a numpy archive of plain arrays plus JSON numbers (tensor_files.py: nothing
+in it can execute code), written atomically after every epoch. It is resumed only when it was written for the
 same hyperparameters and column count; otherwise it is ignored with a warning.
 """
 
@@ -10,18 +10,17 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .config import Hyperparameters
+from .hyperparameters import Hyperparameters
+from .tensor_files import UnreadableTensorFile, load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "lstm-ad-checkpoint.pt"
+CHECKPOINT_FILE = "lstm-ad-checkpoint.npz"
 
 
 @dataclass
@@ -32,7 +31,6 @@ class TrainingState:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     epochs_without_improvement: int = 0
-    history: list[float] = field(default_factory=list)  # calibration loss per epoch
 
     @classmethod
     def fresh(cls, seed: int) -> TrainingState:
@@ -42,7 +40,6 @@ class TrainingState:
 
     def record(self, calibration_loss: float, network: torch.nn.Module) -> None:
         """Note the epoch's calibration loss; keep a copy of the weights when it is the best."""
-        self.history.append(calibration_loss)
         if calibration_loss < self.best_loss:
             self.best_loss, self.best_epoch = calibration_loss, self.epoch
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in network.state_dict().items()})
@@ -55,27 +52,29 @@ class TrainingState:
 
 
 class Checkpointer:
+    """Writes and resumes `lstm-ad-checkpoint.npz` in a folder (see tensor_files.py: no pickle)."""
+
     def __init__(self, folder: Path, hp: Hyperparameters, columns: int):
         self.path = folder / CHECKPOINT_FILE
         self.fingerprint = json.dumps({"hyperparameters": hp.to_json(), "columns": columns}, sort_keys=True)
 
     def save(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
-        payload: dict[str, Any] = {
-            "fingerprint": self.fingerprint,
-            "epoch": state.epoch,
-            "network": network.state_dict(),
-            "optimizer": optimizer.state_dict(),
+        tensors = {
+            **_prefixed("network", network.state_dict()),
+            **_prefixed("best", state.best_state or {}),
+            **{f"optimizer.{index}.{name}": value
+               for index, slots in optimizer.state_dict()["state"].items() for name, value in slots.items()},
             "generator": state.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+        }
+        meta = {
+            "fingerprint": self.fingerprint,
+            "epoch": state.epoch,
             "best_loss": state.best_loss,
             "best_epoch": state.best_epoch,
-            "best_state": state.best_state,
             "epochs_without_improvement": state.epochs_without_improvement,
-            "history": state.history,
         }
-        partial = self.path.with_name(self.path.name + ".partial")
-        torch.save(payload, partial)
-        os.replace(partial, self.path)
+        save_tensors(self.path, tensors, meta)
         logger.info("Checkpoint written: %s (epoch %d)", self.path, state.epoch)
 
     def load(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState | None:
@@ -83,24 +82,38 @@ class Checkpointer:
         if not self.path.is_file():
             return None
         try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged checkpoint must not stop a fresh start
+            tensors, meta = load_tensors(self.path)
+        except UnreadableTensorFile as exc:  # a damaged checkpoint must not stop a fresh start
             logger.warning("Ignoring unreadable checkpoint %s: %s", self.path, exc)
             return None
-        if payload.get("fingerprint") != self.fingerprint:
+        if meta.get("fingerprint") != self.fingerprint:
             logger.warning("Ignoring checkpoint %s: it was written for other hyperparameters or data "
                            "columns; training from scratch.", self.path)
             return None
-        network.load_state_dict(payload["network"])
-        optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
+        network.load_state_dict(_unprefixed("network", tensors))
+        slots: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                slots.setdefault(int(index), {})[name] = value
+        # The parameter groups (lr, betas, ...) follow from the hyperparameters, which the fingerprint fixed.
+        optimizer.load_state_dict({"state": slots, "param_groups": optimizer.state_dict()["param_groups"]})
+        torch.set_rng_state(tensors["torch_rng"])
         generator = torch.Generator()
-        generator.set_state(payload["generator"])
+        generator.set_state(tensors["generator"])
+        best_state = _unprefixed("best", tensors) or None
         state = TrainingState(
-            epoch=int(payload["epoch"]), generator=generator, best_loss=float(payload["best_loss"]),
-            best_epoch=int(payload["best_epoch"]), best_state=payload["best_state"],
-            epochs_without_improvement=int(payload["epochs_without_improvement"]),
-            history=[float(x) for x in payload["history"]],
+            epoch=int(meta["epoch"]), generator=generator, best_loss=float(meta["best_loss"]),
+            best_epoch=int(meta["best_epoch"]), best_state=best_state,
+            epochs_without_improvement=int(meta["epochs_without_improvement"]),
         )
         logger.info("Resuming from checkpoint %s after epoch %d", self.path, state.epoch)
         return state
+
+
+def _prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.{name}": value for name, value in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key[len(prefix) + 1:]: value for key, value in tensors.items() if key.startswith(prefix + ".")}

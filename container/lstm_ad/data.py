@@ -20,8 +20,6 @@ import pandas as pd
 
 from .errors import DataError
 
-CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
-
 
 @dataclass(frozen=True)
 class Series:

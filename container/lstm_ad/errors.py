@@ -1,8 +1,9 @@
-"""Two kinds of failure: the user's (bad data, bad hyperparameters) and ours.
+"""Every exception type of LSTM-AD, sorted into the user's failures and ours.
 
 A `UserError` carries a message meant for the person who started the job: it names
 the file, row, column or parameter and says how to fix it. Anything else that
-escapes is an algorithm error (a bug or an environment problem).
+escapes is an algorithm error (a bug or an environment problem). The SageMaker shell
+turns the first into exit code 2 / HTTP 4xx and the second into exit code 1 / HTTP 500.
 """
 
 
@@ -24,3 +25,15 @@ class HyperparameterError(UserError):
 
 class DataError(UserError):
     """Input data that cannot be used as a time series."""
+
+
+class ArtifactError(UserError):
+    """The model folder is missing, incomplete, unsafe or from an incompatible version."""
+
+
+class TrainingStopped(Exception):
+    """A stop was requested (SIGTERM) before the first epoch completed: there is nothing to save."""
+
+
+class LocalJobError(Exception):
+    """A local training or transform job (lstm_ad_local) failed; the message says why."""

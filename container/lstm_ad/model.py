@@ -7,7 +7,7 @@ predictions of rows t+1 ... t+l (Malhotra et al. 2015, section 2).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,9 +20,6 @@ class NetworkConfig:
     hidden_size: int
     num_layers: int
     dropout: float
-
-    def to_json(self) -> dict[str, int | float]:
-        return asdict(self)
 
 
 class LSTMForecaster(nn.Module):

@@ -1,10 +1,11 @@
 """The trained detector: artifact save/load and scoring of a series.
 
-An artifact is a folder with two files and no pickled objects:
-  model.json   format version, hyperparameters, column count, scaler, Gaussian,
-               chunk length and a short training summary
-  weights.pt   the network's state_dict (loadable with weights_only=True)
-Loading rebuilds the network from the JSON config, then loads the weights.
+An artifact is a folder with two files, neither of which can execute code on loading:
+  model.json    format version, hyperparameters, column count, scaler, Gaussian,
+                chunk length and a short training summary
+  weights.npz   the network's state_dict as plain arrays (see tensor_files.py)
+Loading rebuilds the network from the hyperparameters and column count, then loads the
+weights, refusing any missing, extra or misshapen tensor.
 """
 
 from __future__ import annotations
@@ -21,22 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Hyperparameters
 from .data import Scaler
-from .errors import UserError
+from .errors import ArtifactError, UserError
+from .forecast import ForecastErrors, forecast_errors
 from .gaussian import Gaussian
+from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, NetworkConfig
-from .scoring import ForecastErrors, forecast_errors
+from .tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: weights.pt (torch.save), no longer read: retrain
 META_FILE = "model.json"
-WEIGHTS_FILE = "weights.pt"
-
-
-class ArtifactError(Exception):
-    """The model folder is missing, incomplete or from an incompatible version."""
+WEIGHTS_FILE = "weights.npz"
+ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE)
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ class Predictor:
         meta = {
             "format_version": FORMAT_VERSION,
             "hyperparameters": self.hyperparameters.to_json(),
-            "network": self.network.config.to_json(),
+            "columns": self.columns,
             "chunk_length": self.chunk_length,
             "scaler": self.scaler.to_json(),
             "gaussian": self.gaussian.to_json(),
@@ -106,8 +105,7 @@ class Predictor:
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
-            state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
-            torch.save(state, staging / WEIGHTS_FILE)
+            save_tensors(staging / WEIGHTS_FILE, self.network.state_dict())
             (staging / META_FILE).write_text(json.dumps(meta, indent=1))
             for name in (WEIGHTS_FILE, META_FILE):  # model.json last: it marks a complete artifact
                 os.replace(staging / name, folder / name)
@@ -129,12 +127,13 @@ class Predictor:
             if version != FORMAT_VERSION:
                 raise ArtifactError(f"{meta_path}: format version {version!r}; this image reads version "
                                     f"{FORMAT_VERSION}. Retrain with this image.")
-            network = LSTMForecaster(NetworkConfig(**meta["network"]))
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
+            hyperparameters = Hyperparameters.from_json(meta["hyperparameters"])
+            network = LSTMForecaster(network_config(hyperparameters, int(meta["columns"])))
+            state, _ = load_tensors(weights_path)
+            network.load_state_dict(state)  # strict: every tensor present, of the right shape
             predictor = cls(
                 network=network,
-                hyperparameters=Hyperparameters.from_json(meta["hyperparameters"]),
+                hyperparameters=hyperparameters,
                 scaler=Scaler.from_json(meta["scaler"]),
                 gaussian=Gaussian.from_json(meta["gaussian"]),
                 chunk_length=int(meta["chunk_length"]),
@@ -142,7 +141,13 @@ class Predictor:
             )
         except ArtifactError:
             raise
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, UserError) as exc:
+            # UnreadableTensorFile is a ValueError; a size mismatch in load_state_dict a RuntimeError
             raise ArtifactError(f"The model in {folder} is damaged or incompatible: {exc}") from exc
         network.to(device or torch.device("cpu")).eval()
         return predictor
+
+
+def network_config(hp: Hyperparameters, columns: int) -> NetworkConfig:
+    """The network that `hp` describes for series of `columns` columns."""
+    return NetworkConfig(columns, hp.prediction_length, hp.hidden_size, hp.num_layers, hp.dropout)

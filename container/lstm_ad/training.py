@@ -14,34 +14,56 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import metrics
 from .checkpoint import Checkpointer, TrainingState
-from .config import Hyperparameters
 from .data import Scaler, Series
-from .errors import DataError, UserError
+from .errors import DataError, TrainingStopped, UserError
+from .forecast import default_chunk_length, forecast_errors
 from .gaussian import Gaussian
-from .model import LSTMForecaster, NetworkConfig
-from .predictor import Predictor
-from .scoring import default_chunk_length, forecast_errors
+from .hyperparameters import Hyperparameters
+from .model import LSTMForecaster
+from .predictor import Predictor, network_config
 from .sharding import ShardedGradient, shard_count, single_threaded_kernels
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainingResult:
-    predictor: Predictor
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch did, handed to the caller's `on_epoch` (the shell prints it as metric lines)."""
+
+    epoch: int
+    train_mse: float  # the training loss (with dropout, if any), standardised units
+    train_mae: float
+    calibration_mse: float  # the early-stopping criterion
+    valid_mse: float | None = None  # with a validation channel
+    valid_mae: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What happened; stored in model.json as the artifact's `summary`."""
+
     epochs_run: int
     best_epoch: int
     stopped_early: bool  # early stopping
     interrupted: bool  # stop requested (SIGTERM)
-    final_metrics: dict[str, float] = field(default_factory=dict)
+    calibration_rows: int
+    metrics: dict[str, float]  # final: train:mse, train:mae, calibration:mse (+ valid:mse, valid:mae)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    predictor: Predictor
+    summary: TrainingSummary
 
 
 def split_point(rows: int, calibration_fraction: float) -> int:
@@ -137,32 +159,35 @@ def train(
     device: torch.device | None = None,
     checkpoint_dir: Path | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    on_epoch: Callable[[EpochReport], None] = lambda report: None,
 ) -> TrainingResult:
-    """Fit LSTM-AD to `series`; returns the predictor and what happened."""
+    """Fit LSTM-AD to `series`; returns the predictor and what happened.
+
+    `stop_requested` is polled before every mini-batch; `on_epoch` hears of every epoch.
+    """
     check_lengths(series, hp)
     if validation:
         check_validation_lengths(validation, hp)
     device = device or select_device()
     torch.manual_seed(hp.seed)
     splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
-    scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=False)])
-    fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=False)]
+    scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=True)])
+    fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
     # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
     # so every calibration row gets an error vector.
     calibration_parts = [scaler.transform(s.values[max(0, cut - hp.context_length):])
-                         for s, cut in zip(series, splits, strict=False)]
+                         for s, cut in zip(series, splits, strict=True)]
     validation_parts = [scaler.transform(s.values) for s in validation or []]
     columns = series[0].values.shape[1]
     chunk_length = default_chunk_length(hp.context_length)
 
-    network = LSTMForecaster(NetworkConfig(columns, hp.prediction_length, hp.hidden_size,
-                                           hp.num_layers, hp.dropout)).to(device)
+    network = LSTMForecaster(network_config(hp, columns)).to(device)
     sampler = SubsequenceSampler(fit_parts, hp, device)
     shards = shard_count(device, hp.batch_size, hp.dropout)
     logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
                 "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s)",
                 device, len(series), columns, sum(map(len, fit_parts)),
-                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=False)), len(sampler),
+                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True)), len(sampler),
                 sum(p.numel() for p in network.parameters()), shards)
     optimizer = torch.optim.Adam(network.parameters(), lr=hp.lr, foreach=True)  # one kernel per step, not 10
     checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
@@ -179,11 +204,12 @@ def train(
             state.epoch += 1
             calibration_mse, _ = _mse_mae(streaming_errors(network, calibration_parts, hp, chunk_length))
             state.record(calibration_mse, network)
-            _log_epoch(state, hp, epoch_loss, calibration_mse, time.monotonic() - started)
+            best = " (best)" if state.best_epoch == state.epoch else ""
+            logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, time.monotonic() - started, best)
+            valid_mse = valid_mae = None
             if validation_parts:
                 valid_mse, valid_mae = _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length))
-                metrics.emit("valid_mse", valid_mse)
-                metrics.emit("valid_mae", valid_mae)
+            on_epoch(EpochReport(state.epoch, *epoch_loss, calibration_mse, valid_mse, valid_mae))
             if checkpointer:
                 checkpointer.save(network, optimizer, state)
             if stop_requested():
@@ -191,7 +217,7 @@ def train(
                 break
 
     if state.best_state is None:
-        raise InterruptedError("Training was stopped before the first epoch completed.")
+        raise TrainingStopped("Training was stopped before the first epoch completed.")
     network.load_state_dict(state.best_state)
     network.eval()
     return _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
@@ -220,15 +246,6 @@ def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: to
     return total_mse / len(order), total_mae / len(order)
 
 
-def _log_epoch(state: TrainingState, hp: Hyperparameters, loss: tuple[float, float],
-               calibration_mse: float, seconds: float) -> None:
-    best = " (best)" if state.best_epoch == state.epoch else ""
-    logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, seconds, best)
-    metrics.emit("train_mse", loss[0])
-    metrics.emit("train_mae", loss[1])
-    metrics.emit("calibration_mse", calibration_mse)
-
-
 def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
             fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
             validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool) -> TrainingResult:
@@ -244,15 +261,13 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                        len(calibration_errors), dimension, 10 * dimension)
     gaussian = Gaussian.fit(calibration_errors)
     final = dict(zip(("train:mse", "train:mae"),
-                     _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=False))
+                     _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=True))
     final["calibration:mse"] = _mse_mae(calibration_errors)[0]
     if validation_parts:
         final.update(zip(("valid:mse", "valid:mae"),
-                         _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=False))
-    for name, value in final.items():
-        metrics.emit(name, value)
-    stopped_early = not interrupted and state.epoch < hp.epochs
-    summary = {"epochs_run": state.epoch, "best_epoch": state.best_epoch, "stopped_early": stopped_early,
-               "interrupted": interrupted, "calibration_rows": len(calibration_errors), "metrics": final}
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary)
-    return TrainingResult(predictor, state.epoch, state.best_epoch, stopped_early, interrupted, final)
+                         _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=True))
+    summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
+                              stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
+                              calibration_rows=len(calibration_errors), metrics=final)
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json())
+    return TrainingResult(predictor, summary)

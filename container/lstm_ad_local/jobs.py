@@ -1,4 +1,4 @@
-"""Local SageMaker jobs without Docker: a training job here, batch transform in local_transform.py.
+"""Local SageMaker jobs without Docker: a training job here, batch transform in transform.py.
 
 A training job lays out a job folder exactly like /opt/ml (hyperparameters as
 strings, inputdataconfig.json, resourceconfig.json, channels under input/data),
@@ -12,11 +12,9 @@ shows the failure file, the text SageMaker would report as FailureReason.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -27,10 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .local_server import LocalJobError, console_script
-from .local_transform import STRATEGIES, TransformSettings, run_transform_job
-from .metrics import METRICS
-from .sagemaker import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
+from lstm_ad.errors import LocalJobError
+from lstm_ad.sagemaker.metrics import METRICS
+from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
+
+from .job_folder import link_channel, write_training_config
+from .server import console_script
+from .transform import STRATEGIES, TransformSettings, run_transform_job
 
 logger = logging.getLogger(__name__)
 
@@ -77,34 +78,9 @@ def prepare_training_folder(paths: Paths, channels: Mapping[str, Path], hyperpar
     missing = [f"{name}: {path}" for name, path in channels.items() if not Path(path).exists()]
     if missing:
         raise LocalJobError("Input not found (give a CSV file or a folder of them): " + "; ".join(missing))
-    paths.config_dir.mkdir(parents=True, exist_ok=True)
-    # SDK v2 Estimator sends str(value) for every hyperparameter; so do we.
-    paths.hyperparameters_file.write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}, indent=1))
-    paths.input_data_config_file.write_text(json.dumps({
-        name: {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-               "RecordWrapperType": "None"} for name in channels}, indent=1))
-    paths.resource_config_file.write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0",
-         "current_instance_type": "local"}, indent=1))
+    write_training_config(paths, channels, hyperparameters)
     for name, source in channels.items():
-        _copy_channel(Path(source), paths.channel(name))
-    paths.model_dir.mkdir(parents=True, exist_ok=True)
-    (paths.base / "output" / "data").mkdir(parents=True, exist_ok=True)
-
-
-def _copy_channel(source: Path, target: Path) -> None:
-    """Hard-link (cheap) or copy a file or folder into the channel folder, keeping the folder structure."""
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:  # another file system, or links not allowed
-            shutil.copy2(src, dst)
-
-    target.mkdir(parents=True, exist_ok=True)
-    if source.is_dir():
-        shutil.copytree(source, target, copy_function=link_or_copy, dirs_exist_ok=True)
-    else:
-        link_or_copy(str(source), str(target / source.name))
+        link_channel(Path(source), paths.channel(name))
 
 
 def _run_streaming(command: Sequence[str], paths: Paths, job_name: str, echo: Callable[[str], None] | None

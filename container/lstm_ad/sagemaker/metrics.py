@@ -4,15 +4,22 @@ Each metric is printed on its own line as `name=value;` so one simple, anchored
 regex per metric reads it (SageMaker MetricDefinitions). Values are always finite
 numbers. The algorithm specification's MetricDefinitions are generated from
 `METRICS`, and the tests check every regex against the lines `train` prints.
+The training loop knows nothing of this format: `emit_epoch` is its `on_epoch`
+callback, and `emit_final` prints the summary's final metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-logger = logging.getLogger("lstm_ad.metrics")
+if TYPE_CHECKING:  # the tools read METRICS without importing torch
+    from ..training import EpochReport
+
+logger = logging.getLogger(__name__)
 
 NUMBER = r"([0-9.eE+-]+)"
 
@@ -53,3 +60,19 @@ def emit(name: str, value: float) -> None:
         logger.warning("metric %s is not finite (%r); not emitted", name, value)
         return
     logger.info("%s=%.6g;", name, value)
+
+
+def emit_epoch(report: EpochReport) -> None:
+    """The per-epoch metric lines (the training loop's `on_epoch` callback)."""
+    emit("train_mse", report.train_mse)
+    emit("train_mae", report.train_mae)
+    emit("calibration_mse", report.calibration_mse)
+    if report.valid_mse is not None and report.valid_mae is not None:
+        emit("valid_mse", report.valid_mse)
+        emit("valid_mae", report.valid_mae)
+
+
+def emit_final(metrics: Mapping[str, float]) -> None:
+    """The final metric lines (tuning objectives), in the summary's order."""
+    for name, value in metrics.items():
+        emit(name, value)

@@ -1,12 +1,11 @@
-#!/usr/bin/env python
 """Create the SageMaker algorithm resource (CreateAlgorithm) for a pushed image.
 
-The request comes from `lstm_ad.algorithm_spec`, i.e. from the code's hyperparameter
+The request comes from `lstm_ad_local.algorithm_spec`, i.e. from the code's hyperparameter
 schema and metric list. SageMaker then validates it by running the profile's training
 and batch transform jobs in your account; the algorithm can be listed on AWS Marketplace
 only once that validation has completed.
 
-    python scripts/create_algorithm.py \\
+    python -m lstm_ad_local.create_algorithm \\
         --image-uri 123456789012.dkr.ecr.us-east-1.amazonaws.com/lstm-ad:abc1234-gpu --gpu \\
         --image-digest sha256:... --role-arn arn:aws:iam::123456789012:role/SageMakerRole \\
         --training-data s3://bucket/lstm-ad/validation/training/ \\
@@ -21,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from lstm_ad.algorithm_spec import DEFAULT_ALGORITHM_NAME, AlgorithmRequest, create_algorithm_request
+from lstm_ad_local.algorithm_spec import DEFAULT_ALGORITHM_NAME, AlgorithmRequest, create_algorithm_request
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,15 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from lstm_ad.errors import LocalJobError
+
 logger = logging.getLogger(__name__)
 
 PING_TIMEOUT_S = 2.0  # SageMaker's per-ping timeout
 STOP_GRACE_S = 30.0  # SageMaker's SIGTERM -> SIGKILL grace for endpoints
 LOG_TAIL_CHARS = 4000
-
-
-class LocalJobError(Exception):
-    """A local training or transform job failed; the message says why (failure file, server log)."""
 
 
 def console_script(name: str) -> Path:

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_BASE_DIR = "/opt/ml"
 TRAINING_CHANNEL = "training"
 VALIDATION_CHANNEL = "validation"
 CHANNELS = {TRAINING_CHANNEL: True, VALIDATION_CHANNEL: False}  # name -> required
 SUPPORTED_INPUT_MODES = ("File", "FastFile")
-FAILURE_REASON_LIMIT = 1024  # characters of the failure file that become FailureReason
 
 
 def base_dir(environ: Mapping[str, str] = os.environ) -> Path:

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data import parse_csv
+from ..errors import DataError
+from ..predictor import ScoreResult
 from .csv_format import format_rows
-from .data import parse_csv
-from .errors import DataError
-from .predictor import ScoreResult
 
 CSV, JSON = "text/csv", "application/json"
 SOURCE = "request body"

@@ -10,12 +10,9 @@ GRACEFUL_TIMEOUT_S, before SageMaker's SIGKILL) and exit 0.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,17 +22,17 @@ import torch
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from ..errors import ArtifactError, UserError
+from ..predictor import Predictor
 from .app import create_app
-from .errors import UserError
-from .predictor import ArtifactError, Predictor
-from .sagemaker import Paths, base_dir
-from .serve_settings import GRACEFUL_TIMEOUT_S, ServeSettings, settings_from_env
+from .paths import Paths, base_dir
+from .process import share_one_malloc_arena
+from .settings import GRACEFUL_TIMEOUT_S, ServeSettings, settings_from_env
 
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
-M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
 class InferenceServer(BaseApplication):
@@ -74,39 +71,14 @@ class InferenceServer(BaseApplication):
         predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
         logger.info("Worker loaded the model from %s on %s (%d columns, context-length %d).",
                     self.paths.model_dir, device, predictor.columns, predictor.context_length)
-        app = create_app(predictor, self.settings)
-        _limit_torch_threads_per_request_thread(app, self.settings.torch_threads)
-        return app
+        return create_app(predictor, self.settings)
 
 
 def _post_fork(server: Any, worker: Any) -> None:
     """Runs in the new worker before `load`."""
     torch.set_num_threads(server.app.settings.torch_threads)
-    _share_one_malloc_arena()
+    share_one_malloc_arena()
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
-
-
-def _share_one_malloc_arena() -> None:
-    """glibc gives each request thread its own malloc arena; memory freed after a large request stays
-    in that thread's arena, so with several threads a worker's memory ratchets up to several
-    requests' worth. One arena shared by the threads keeps it at one request's worth."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_ARENA_MAX, 1)
-    except (OSError, AttributeError):  # not glibc (e.g. macOS when developing): keep its default
-        logger.debug("mallopt unavailable; malloc keeps its default arenas.")
-
-
-def _limit_torch_threads_per_request_thread(app: Flask, threads: int) -> None:
-    """OpenMP's thread count is per calling thread: a gthread request thread would otherwise start a
-    team as large as the machine, and on a busy machine its first request then takes seconds."""
-    state = threading.local()
-
-    @app.before_request
-    def set_threads() -> None:
-        if not getattr(state, "done", False):
-            torch.set_num_threads(threads)
-            state.done = True
 
 
 def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:

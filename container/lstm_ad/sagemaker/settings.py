@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 3600  # above the 600 s default (and at the 3600 s maximum) of batch invocations

@@ -72,7 +72,7 @@ def forecast_errors(
         g_first, g_end = firsts[start:start + group], ends[start:start + group]
         inputs = torch.zeros(len(g_first), span, columns, device=device)  # zero padding after the end
         targets = torch.zeros(len(g_first), length, columns, device=device)
-        for i, (first, end) in enumerate(zip(g_first.tolist(), g_end.tolist(), strict=False)):
+        for i, (first, end) in enumerate(zip(g_first.tolist(), g_end.tolist(), strict=True)):
             inputs[i, : end - 1 - (first - c)] = series[first - c: end - 1]
             targets[i, : end - first] = series[first:end]
         predictions = network(inputs)  # (group, span, horizon, columns)

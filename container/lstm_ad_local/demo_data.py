@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import parse_csv
-from .errors import DataError
+from lstm_ad.data import parse_csv
+from lstm_ad.errors import DataError
 
 PERIOD = 50
 COLUMNS = 3

@@ -1,14 +1,14 @@
 """The SageMaker algorithm resource (CreateAlgorithm) and the README tables, generated.
 
-Every hyperparameter name, type, range and default comes from `config.SCHEMA`, every
-metric name and regex from `metrics.METRICS`, and the channels from `sagemaker.CHANNELS`,
-so nothing the container parses is written a second time here. The request is plain
-data (dicts of strings, lists and bools) that `scripts/create_algorithm.py` sends with
+Every hyperparameter name, type, range and default comes from `lstm_ad.hyperparameters.SCHEMA`,
+every metric name and regex from `lstm_ad.sagemaker.metrics.METRICS`, and the channels from
+`lstm_ad.sagemaker.paths.CHANNELS`, so nothing the container parses is written a second time
+here. The request is plain data (dicts of strings, lists and bools) that `create_algorithm.py` sends with
 boto3 and the tests check against botocore's service model.
 
 Usage (prints the README tables):
 
-    python -m lstm_ad.algorithm_spec
+    python -m lstm_ad_local.algorithm_spec
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import SCHEMA, Spec
-from .metrics import METRICS
-from .sagemaker import CHANNELS, TRAINING_CHANNEL, VALIDATION_CHANNEL
+from lstm_ad.hyperparameters import SCHEMA, Spec
+from lstm_ad.sagemaker.metrics import METRICS
+from lstm_ad.sagemaker.paths import CHANNELS, TRAINING_CHANNEL, VALIDATION_CHANNEL
 
 DEFAULT_ALGORITHM_NAME = "lstm-ad"
 DESCRIPTION = (

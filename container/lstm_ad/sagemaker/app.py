@@ -21,10 +21,11 @@ import numpy as np
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .errors import UserError
+from ..errors import UserError
+from ..predictor import ScoreResult
 from .payloads import CSV, DECODERS, ENCODERS, JSON
-from .predictor import ScoreResult
-from .serve_settings import ServeSettings
+from .process import torch_threads_per_calling_thread
+from .settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ class Scorer(Protocol):
 
 
 def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
+    """The whole HTTP side of `serve`: routes, limits, error answers and per-thread torch settings."""
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
+    app.before_request(torch_threads_per_calling_thread(settings.torch_threads))
 
     @app.get("/ping")
     def ping() -> Response:

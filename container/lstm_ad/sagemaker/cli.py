@@ -1,6 +1,9 @@
 """Console scripts: `train` and `serve`, as SageMaker runs them (`docker run IMAGE train|serve`).
 
-Process-wide settings (logging, the C allocator) are configured here and only here.
+Process-wide settings (logging, the allocator) are configured here and only here. The
+module imports nothing heavy: `train` installs its SIGTERM handler before torch loads,
+so a job stopped in its first second still ends with a failure file.
+`run_train(paths, stop)` is the whole training job as a function returning the exit code.
 """
 
 from __future__ import annotations
@@ -11,12 +14,8 @@ import sys
 import traceback
 from types import FrameType
 
-from . import data, training
-from .allocator import retain_freed_memory
-from .config import parse_hyperparameters
-from .errors import UserError
-from .predictor import META_FILE, WEIGHTS_FILE
-from .sagemaker import (
+from ..errors import TrainingStopped, UserError
+from .paths import (
     TRAINING_CHANNEL,
     VALIDATION_CHANNEL,
     Paths,
@@ -29,15 +28,18 @@ from .sagemaker import (
 
 logger = logging.getLogger("lstm_ad")
 
-EXIT_USER_ERROR = 2
+EXIT_OK = 0
 EXIT_ALGORITHM_ERROR = 1
+EXIT_USER_ERROR = 2
 EXIT_STOPPED = 143  # 128 + SIGTERM, when stopped before anything could be saved
 
 
 def configure_process() -> None:
+    from .process import retain_freed_memory
+
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    retain_freed_memory()  # see allocator.py: 1.6-2x faster training on our 2-core VM
+    retain_freed_memory()
 
 
 class StopFlag:
@@ -57,8 +59,12 @@ class StopFlag:
         self.requested = True
 
 
-def run_training(paths: Paths, stop: StopFlag) -> None:
+def _training_job(paths: Paths, stop: StopFlag) -> None:
     """The training job: config and channels in, artifact out. Raises on failure."""
+    from .. import data, training
+    from . import metrics
+    from .hyperparameters import parse_hyperparameters
+
     hp = parse_hyperparameters(read_hyperparameters(paths))
     logger.info("Hyperparameters: %s", hp.to_json())
     check_single_host(paths)
@@ -69,39 +75,48 @@ def run_training(paths: Paths, stop: StopFlag) -> None:
         validation = data.read_channel(channels[VALIDATION_CHANNEL], VALIDATION_CHANNEL)
         data.check_same_columns(validation, series[0].values.shape[1], series[0].name)
     checkpoint_dir = paths.checkpoint_dir if paths.checkpoint_dir.is_dir() else None
-    result = training.train(series, hp, validation, checkpoint_dir=checkpoint_dir, stop_requested=stop)
+    result = training.train(series, hp, validation, checkpoint_dir=checkpoint_dir, stop_requested=stop,
+                            on_epoch=metrics.emit_epoch)
+    metrics.emit_final(result.summary.metrics)
     result.predictor.save(paths.model_dir)
-    logger.info("Model written to %s (%d epochs, best epoch %d%s).", paths.model_dir, result.epochs_run,
-                result.best_epoch, ", interrupted by SIGTERM" if result.interrupted else "")
+    summary = result.summary
+    logger.info("Model written to %s (%d epochs, best epoch %d%s).", paths.model_dir, summary.epochs_run,
+                summary.best_epoch, ", interrupted by SIGTERM" if summary.interrupted else "")
+
+
+def run_train(paths: Paths, stop: StopFlag) -> int:
+    """Run the training job; 0 on success, else the exit code after writing the failure file."""
+    try:
+        _training_job(paths, stop)
+    except UserError as exc:
+        return _fail(paths, str(exc), EXIT_USER_ERROR)
+    except TrainingStopped as exc:
+        return _fail(paths, f"{exc} Nothing was saved; run the job again (with a checkpoint folder to resume).",
+                     EXIT_STOPPED)
+    except Exception as exc:  # anything else is our bug: say so, keep the traceback for the log
+        return _fail(paths, f"Algorithm error ({type(exc).__name__}: {exc}). This is a bug in LSTM-AD; please "
+                     "report it with the training log.", EXIT_ALGORITHM_ERROR, traceback.format_exc())
+    return EXIT_OK
 
 
 def train() -> None:
     """Entry point of `train`; exits 0 on success, non-zero with /opt/ml/output/failure otherwise."""
-    configure_process()
-    paths = Paths(base_dir())
     stop = StopFlag()
-    stop.install()
-    try:
-        run_training(paths, stop)
-    except UserError as exc:
-        _fail(paths, str(exc), EXIT_USER_ERROR)
-    except InterruptedError as exc:
-        _fail(paths, f"{exc} Nothing was saved; run the job again (with a checkpoint folder to resume).",
-              EXIT_STOPPED)
-    except Exception as exc:  # anything else is our bug: say so, keep the traceback for the log
-        _fail(paths, f"Algorithm error ({type(exc).__name__}: {exc}). This is a bug in LSTM-AD; please "
-              "report it with the training log.", EXIT_ALGORITHM_ERROR, traceback.format_exc())
-    sys.exit(0)
+    stop.install()  # first: a SIGTERM while torch loads is a clean stop, not a kill
+    configure_process()
+    sys.exit(run_train(Paths(base_dir()), stop))
 
 
-def _fail(paths: Paths, reason: str, code: int, details: str = "") -> None:
-    for name in (META_FILE, WEIGHTS_FILE):  # no partial artifact may be uploaded
+def _fail(paths: Paths, reason: str, code: int, details: str = "") -> int:
+    from ..predictor import ARTIFACT_FILES
+
+    for name in ARTIFACT_FILES:  # no partial artifact may be uploaded
         (paths.model_dir / name).unlink(missing_ok=True)
     write_failure(paths, reason, details)
     logger.error("Training failed: %s", reason)
     if details:
         logger.error("%s", details)
-    sys.exit(code)
+    return code
 
 
 def serve() -> None:

@@ -15,7 +15,6 @@ execution-parameters answer, which takes precedence over the service defaults
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,7 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .local_server import LocalJobError, LocalServer, console_script
+from lstm_ad.errors import LocalJobError
+
+from .server import LocalServer, console_script
 
 logger = logging.getLogger(__name__)
 
@@ -257,9 +258,3 @@ def _invoke(server: LocalServer, payload: bytes, settings: TransformSettings) ->
             break
     text = response.body.decode("utf-8", "replace").strip()
     raise LocalJobError(f"/invocations answered {response.status or 'no response'}: {text[:2000]}")
-
-
-def describe(result: TransformResult) -> str:
-    """A short, JSON-ish description for logs and the CLI."""
-    return json.dumps({"outputs": [str(p) for p in result.outputs],
-                       "execution_parameters": result.execution_parameters}, indent=1)
