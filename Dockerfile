@@ -26,10 +26,10 @@ LABEL org.opencontainers.image.title="lstm-ad-sagemaker" \
       com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning while they wait for work. With
-# the default (spinning) policy one competing busy process on a 2-core machine made a training batch
-# of torch 2.1 about 100x slower (3.7 s instead of 36 ms; scripts/bench_contention.sh); passive costs
-# little without contention. A default only: `docker run -e OMP_WAIT_POLICY=ACTIVE` or SageMaker's
-# `Environment` overrides it.
+# spinning threads, one competing busy process on a 2-core machine made a 2-thread LSTM training step
+# of torch 2.1 2-9x slower (scripts/bench_contention.py; 3.7 s instead of 41 ms in an earlier manual
+# measurement). A default only: `docker run -e OMP_WAIT_POLICY=ACTIVE` or SageMaker's `Environment`
+# overrides it. Figures: docs/image-and-publishing.md.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
