@@ -44,9 +44,11 @@ build() {  # tag base numpy-requirement
     docker build --build-arg "BASE_IMAGE=$2" --build-arg "NUMPY_REQUIREMENT=$3" -t "$tag" . > "$CACHE/build-${tag//[:\/]/-}.log" 2>&1 \
         || { tail -40 "$CACHE/build-${tag//[:\/]/-}.log"; fail "docker build of $tag failed (log: $CACHE/build-${tag//[:\/]/-}.log)"; }
     echo "built $tag in $(( SECONDS - start )) s"
-    # The previous build of this tag is now untagged: remove it (and only it), or every CI run
-    # would leave one more image behind. Still used by a container: keep it, no harm.
-    if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$tag")" ]; then
+    # The previous build of this tag is now untagged: remove it, or every CI run would leave one more
+    # image behind; but only if no other tag names it (docker rmi by id would remove those too).
+    # Still used by a container: docker refuses, and it stays; no harm.
+    if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$tag")" ] \
+        && [ "$(docker image inspect -f '{{len .RepoTags}}' "$old" 2> /dev/null)" = 0 ]; then
         docker rmi "$old" > /dev/null 2>&1 || true
     fi
 }
