@@ -84,6 +84,8 @@ def sdk_unavailable_reason() -> str | None:
     if shutil.which("docker-compose") is None and subprocess.run(
             ["docker", "compose", "version"], capture_output=True).returncode != 0:
         return "SDK local mode needs docker-compose or the compose plugin"
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine answers (`docker info` failed; scripts/docker_engine.sh start starts one)"
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
         return f"no image {IMAGE!r} in the Docker engine"
     return None
