@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
 from lstm_ad.sagemaker.server import visible_gpus
-from lstm_ad.sagemaker.settings import ServeSettings, settings_from_env
+from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
 
 CONTEXT = 5
 ROWS = 40
@@ -208,6 +209,12 @@ def test_unknown_path_and_method_are_plain_http_errors(client) -> None:
     (ServeSettings(workers=4, max_payload_mb=6), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 6}),
     (ServeSettings(workers=2, max_concurrent_transforms=5), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 20}),
     (ServeSettings(workers=2, max_payload_mb=0), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}),
+    # memory: 8 concurrent 12 MB requests need 8 x 12 MB x 16 (MEMORY_PER_BODY_BYTE); 2 GB x 0.8 holds 8
+    (ServeSettings(workers=8, memory_bytes=2 << 30), {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=8, memory_bytes=1 << 30), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=1, memory_bytes=256 << 20), {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 100}),
+    (ServeSettings(workers=8, memory_bytes=1 << 30, max_concurrent_transforms=8),  # the user's value wins
+     {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
 ])
 def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, settings: ServeSettings,
                                                        expected: dict) -> None:
@@ -230,6 +237,20 @@ def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, set
 def test_settings_from_environment(environ: dict, expected: dict) -> None:
     settings = settings_from_env(environ, cpus=2)
     assert {key: getattr(settings, key) for key in expected} == expected
+
+
+def test_available_memory_is_the_smaller_of_meminfo_and_the_cgroup_limit(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    (cgroup / "memory.max").write_text("4294967296\n")  # a 4 GiB container, 1 GiB of it in use
+    (cgroup / "memory.current").write_text("1073741824\n")
+    assert available_memory_bytes(meminfo, cgroup) == 3 << 30
+    (cgroup / "memory.max").write_text("max\n")  # no limit
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    assert available_memory_bytes(tmp_path / "absent", tmp_path / "absent") is None
 
 
 def test_gpus_set_the_default_worker_count() -> None:
