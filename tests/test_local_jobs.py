@@ -194,6 +194,17 @@ def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict
     assert np.corrcoef(scores, whole[CONTEXT:])[0, 1] > 0.99
 
 
+def test_assemble_with_line_adds_a_newline_after_every_answer(trained: dict[str, Path], tmp_path: Path) -> None:
+    """As the SDK's local mode does (and the API reference words it): so with Line splitting, AssembleWith=None
+    is the setting that gives one line per input row."""
+    values = np.round(sine_series(200, COLUMNS, seed=11) + 3.0, 6)  # 18-byte lines: 93 a mini-batch
+    write_csv(tmp_path / "input" / "series.csv", values)
+    settings = TransformSettings(split_type="Line", strategy="MultiRecord", max_payload_mb=0.0016, assemble_with="Line")
+    text = run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out", settings).outputs[0].read_text()
+    lines = text.split("\n")[:-1]
+    assert len(lines) == len(values) + 3 and [i for i, line in enumerate(lines) if line == ""] == [93, 187, 202]
+
+
 def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dict[str, Path], tmp_path: Path) -> None:
     write_csv(tmp_path / "input" / "big.csv", sine_series(400, COLUMNS))
     job = tmp_path / "job"

@@ -165,7 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     transform.add_argument("--strategy", choices=list(STRATEGIES), help="batch strategy (with --split-type Line)")
     transform.add_argument("--max-payload-mb", type=float, help="MaxPayloadInMB (default: server's answer, or 6)")
     transform.add_argument("--max-concurrent-transforms", type=int)
-    transform.add_argument("--assemble-with", default="Line", choices=["Line", "None"])
+    transform.add_argument("--assemble-with", default="None", choices=["Line", "None"],
+                           help="None (the default, as in the API): answers concatenated, one line per input row")
     transform.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="server environment")
     transform.add_argument("--job-dir", type=Path, help="keep the job folder (model/, serve.log) here")
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
