@@ -6,7 +6,7 @@ and with the setting, and prints minor page faults and milliseconds per step for
 the ratio. Run it with each interpreter whose torch the image may carry, e.g.
 
     .venv/bin/python scripts/bench_allocator.py              # development torch
-    /var/cache/lstm-ad/venv-py310-torch21/bin/python scripts/bench_allocator.py   # the image's torch 2.1 (scripts/test_compat.sh)
+    /var/cache/lstm-ad/venv-py310-torch21/bin/python scripts/bench_allocator.py   # torch 2.1 (test_compat.sh)
 
 The entrypoints keep the setting only if it helps on both (docs/benchmarks.md has the figures).
 """

@@ -88,7 +88,7 @@ def worker_peak_rss_mb(master: int) -> dict[int, float]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0")) == master:
+        if int(fields.get("PPid", "0")) == master and "VmHWM" in fields:  # not a zombie (a killed worker)
             peaks[int(entry.name)] = int(fields["VmHWM"].split()[0]) / 1024
     return peaks
 

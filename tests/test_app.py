@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
 from lstm_ad.sagemaker.server import visible_gpus
-from lstm_ad.sagemaker.settings import ServeSettings, settings_from_env
+from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
 
 CONTEXT = 5
 ROWS = 40
@@ -135,7 +136,6 @@ BAD_REQUESTS = [
     ("empty body", "text/csv", b"", 400, ["empty"]),
     ("blank body", "text/csv", b"\n \n", 400, ["empty"]),
     ("wrong columns", "text/csv", lines(*(r + ",1" for r in GOOD_ROWS)), 400, ["expected 2 columns", "got 3"]),
-    ("too few rows", "text/csv", lines(*GOOD_ROWS[:CONTEXT]), 400, [f"got {CONTEXT} rows", f"at least {CONTEXT + 1}"]),
     ("not utf-8", "text/csv", b"\xff\xfe1,2\n", 400, ["UTF-8"]),
     ("bad json", "application/json", b"{values: [", 400, ["not valid JSON"]),
     ("json no rows", "application/json", b'{"rows": [[1, 2]]}', 400, ['"values"']),
@@ -180,6 +180,8 @@ def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
 class BrokenPredictor:
     """Stands in for a bug in our own code (the only stub here)."""
 
+    columns = 2
+
     def score(self, values: np.ndarray) -> ScoreResult:
         raise KeyError("internal detail")
 
@@ -207,6 +209,12 @@ def test_unknown_path_and_method_are_plain_http_errors(client) -> None:
     (ServeSettings(workers=4, max_payload_mb=6), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 6}),
     (ServeSettings(workers=2, max_concurrent_transforms=5), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 20}),
     (ServeSettings(workers=2, max_payload_mb=0), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}),
+    # memory: 8 concurrent 12 MB requests need 8 x 12 MB x 16 (MEMORY_PER_BODY_BYTE); 2 GB x 0.8 holds 8
+    (ServeSettings(workers=8, memory_bytes=2 << 30), {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=8, memory_bytes=1 << 30), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=1, memory_bytes=256 << 20), {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 100}),
+    (ServeSettings(workers=8, memory_bytes=1 << 30, max_concurrent_transforms=8),  # the user's value wins
+     {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
 ])
 def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, settings: ServeSettings,
                                                        expected: dict) -> None:
@@ -229,6 +237,20 @@ def test_execution_parameters_respect_sagemaker_limits(predictor: Predictor, set
 def test_settings_from_environment(environ: dict, expected: dict) -> None:
     settings = settings_from_env(environ, cpus=2)
     assert {key: getattr(settings, key) for key in expected} == expected
+
+
+def test_available_memory_is_the_smaller_of_meminfo_and_the_cgroup_limit(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    (cgroup / "memory.max").write_text("4294967296\n")  # a 4 GiB container, 1 GiB of it in use
+    (cgroup / "memory.current").write_text("1073741824\n")
+    assert available_memory_bytes(meminfo, cgroup) == 3 << 30
+    (cgroup / "memory.max").write_text("max\n")  # no limit
+    assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
+    assert available_memory_bytes(tmp_path / "absent", tmp_path / "absent") is None
 
 
 def test_gpus_set_the_default_worker_count() -> None:
@@ -256,3 +278,58 @@ def test_gpus_are_counted_without_initialising_cuda(tmp_path, devices: list[str]
     for name in devices:
         (tmp_path / name).touch()
     assert visible_gpus(environ, tmp_path) == expected
+
+
+# --- hostile and unusual input: a clear 4xx, never a 500, never a silent hole ----------------------
+
+HOSTILE_REQUESTS = [
+    ("semicolons", "text/csv", lines("1.0;2.0", "3.0;4.0"), ["line 1", "semicolon-separated"]),
+    ("tabs", "text/csv", lines(*GOOD_ROWS[:3], "1.0\t2.0", *GOOD_ROWS[4:]), ["line 4", "tab-separated"]),
+    ("underscore", "text/csv", lines(*GOOD_ROWS[:5], "1_000,2", *GOOD_ROWS[6:]), ["line 6, column 1", "'1_000'"]),
+    ("full-width digit", "text/csv", lines(*GOOD_ROWS[:5], "1,\uff12", *GOOD_ROWS[6:]),
+     ["line 6, column 2", "not a number"]),
+    ("huge cell", "text/csv", lines(*GOOD_ROWS[:2], "1," + "7" * 200_000, *GOOD_ROWS[3:]),
+     ["line 3, column 2", "finite"]),
+    ("long text cell", "text/csv", lines(*GOOD_ROWS[:2], "1," + "x" * 200_000, *GOOD_ROWS[3:]),
+     ["line 3, column 2", "xxxx..."]),
+    ("400,000 columns", "text/csv", lines(",".join(["1"] * 400_000), *GOOD_ROWS), ["got 400000 columns"]),
+    ("json huge integer", "application/json", json.dumps([[1, 10**400], [3, 4]]).encode(), ["row 1, column 2"]),
+    ("json deeply nested", "application/json", b"[" * 100_000 + b"]" * 100_000, ["nested too deeply"]),
+    ("json too wide", "application/json", json.dumps([[1.0] * 5] * 3).encode(), ["got 5 columns"]),
+]
+
+
+@pytest.mark.parametrize("content_type, body, words", [case[1:] for case in HOSTILE_REQUESTS],
+                         ids=[case[0] for case in HOSTILE_REQUESTS])
+def test_hostile_input_gets_a_short_400(client, content_type: str, body: bytes, words: list[str]) -> None:
+    response = client.post("/invocations", data=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.data[:300]
+    text = response.data.decode()
+    assert text.count("\n") == 1 and len(text) < 400, text[:500]  # a bad cell is quoted short, escaped
+    for word in words:
+        assert word in text, text
+
+
+@pytest.mark.parametrize("rows", [1, CONTEXT - 1, CONTEXT])
+def test_a_request_of_at_most_context_length_rows_gets_an_empty_row_per_row(client, rows: int) -> None:
+    """Batch transform's Line splitting sends short mini-batches (SingleRecord: one row): never fail a file."""
+    response = client.post("/invocations", data=csv_bytes(SERIES[:rows]), content_type="text/csv")
+    assert response.status_code == 200, response.data
+    assert response.data.decode().splitlines() == [",,"] * rows
+    as_json = client.post("/invocations", json={"values": SERIES[:rows].tolist()},
+                          headers={"Accept": "application/json"}).get_json()
+    assert as_json == {"log_likelihood": [None] * rows, "predictions": [[None, None]] * rows}
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 1e39, 3e38])
+def test_values_far_beyond_the_training_range_score_as_finite_extremes(client, predictor: Predictor,
+                                                                       value: float) -> None:
+    """float32 would overflow to inf and leave an empty score; clipped, the row is simply the most anomalous."""
+    series = SERIES.copy()
+    series[30, 1] = value
+    response = client.post("/invocations", data=csv_bytes(series), content_type="text/csv")
+    assert response.status_code == 200, response.data
+    got = parse_response_csv(response.data.decode())
+    assert np.isfinite(got[CONTEXT:]).all()
+    assert int(np.argmin(got[CONTEXT:, 0])) + CONTEXT in (30, 31)  # as target at 30, as input for 31
+    assert got[30, 0] < predictor.score(SERIES).log_likelihood[CONTEXT:].min() - 1000

@@ -149,15 +149,16 @@ def test_transformer_sends_text_csv_whole_files(aws: StubbedSageMaker) -> None:
     aws.expect("create_transform_job", {"TransformJobArn": _arn("transform-job", "transform")})
 
     transformer = estimator.transformer(instance_count=1, instance_type=INSTANCE, accept="text/csv",
-                                        assemble_with="Line", output_path="s3://lstm-ad-test-bucket/predictions")
+                                        output_path="s3://lstm-ad-test-bucket/predictions")
     transformer.transform("s3://lstm-ad-test-bucket/test/", content_type="text/csv", wait=False, logs=False)
 
     request = aws.request("CreateTransformJob")
     assert request["TransformInput"]["ContentType"] == "text/csv"
     assert "SplitType" not in request["TransformInput"]  # None: each file is one request, one whole series
     assert "BatchStrategy" not in request
+    # No AssembleWith: our answers end every row with a newline, so plain concatenation is one line a row.
     assert request["TransformOutput"] == {"S3OutputPath": "s3://lstm-ad-test-bucket/predictions",
-                                          "Accept": "text/csv", "AssembleWith": "Line"}
+                                          "Accept": "text/csv"}
     model = aws.request("CreateModel")["PrimaryContainer"]
     assert model["ModelDataUrl"].endswith(f"{job}/output/model.tar.gz")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -145,7 +147,8 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
     wrong_type = server.post_csv(good, **{"Content-Type": "application/octet-stream"})
     second = server.post_csv(good)
     assert (first.status_code, bad.status_code, wrong_type.status_code, second.status_code) == (200, 400, 415, 200)
-    assert bad.text == "request body, line 2, column 2: 'oops' is not a number. Every cell must be numeric.\n"
+    assert bad.text == ("request body, line 2, column 2: 'oops' is not a number. Every cell must be a plain decimal "
+                        "number (digits 0-9 with an optional sign, decimal point and exponent, e.g. -1.25e-3).\n")
     assert first.content == second.content
 
 
@@ -202,8 +205,15 @@ def test_payload_limit_then_sigterm_shuts_down_cleanly(trained: Path) -> None:
     server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
     try:
         server.wait_ready()
-        too_large = server.post_csv(csv_bytes(sine_series(40_000, columns=2)))
+        body = csv_bytes(sine_series(40_000, columns=2))
+        too_large = server.post_csv(body)
         assert too_large.status_code == 413 and "limit of 1 MB" in too_large.text
+        # Without Content-Length (chunked), the limit holds too: never an answer for the first 1 MB only.
+        pieces = (body[i:i + 65536] for i in range(0, len(body), 65536))
+        chunked = requests.post(server.url + "/invocations", data=pieces, headers={"Content-Type": "text/csv"},
+                                timeout=60)
+        assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+        assert chunked.status_code == 413 and "limit of 1 MB" in chunked.text
         assert requests.get(server.url + "/execution-parameters", timeout=2).json()["MaxPayloadInMB"] == 1
         assert server.post_csv(csv_bytes(sine_series(60, columns=2))).status_code == 200
         os.kill(server.process.pid, signal.SIGTERM)  # as `docker stop`: to the master (PID 1) only
@@ -234,3 +244,47 @@ def test_fg_sample_answer_has_the_listing_layout(tmp_path: Path) -> None:
     assert [line == ",," for line in lines] == [line == ",," for line in reference]
     assert [line.count(",") for line in lines] == [line.count(",") for line in reference]
     assert all(all(field for field in line.split(",")) for line in lines[100:])
+
+
+def raw_request(server: Server, data: bytes, read_timeout: float = 30.0) -> bytes:
+    """Send bytes as they are (a malformed request, say) and return the raw answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+def test_a_malformed_chunk_size_is_a_400_not_a_500(server: Server) -> None:
+    answer = raw_request(server, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                                 b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n1,2\r\n0\r\n\r\n")
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.split()[1] == b"400", answer[:300]
+
+
+def test_ping_answers_within_a_second_while_every_request_thread_is_busy_or_stalled(trained: Path) -> None:
+    """One worker with 2 request threads: one stalled upload and one long request hold both, yet /ping
+    (on the worker's health threads) answers at once; the stalled upload is dropped after its timeout."""
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1", LSTM_AD_SERVER_THREADS="2",
+                    LSTM_AD_BODY_READ_TIMEOUT_S="3", LSTM_AD_TORCH_THREADS="1")
+    stalled = socket.socket()
+    try:
+        server.wait_ready()
+        stalled.connect(("127.0.0.1", server.port))  # promises 1 MB, sends 10 bytes, then nothing
+        stalled.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                        b"Content-Length: 1000000\r\n\r\n1.0,2.0\r\n")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            long_request = pool.submit(server.post_csv, csv_bytes(sine_series(400_000, columns=2)))
+            time.sleep(1.0)  # both request threads are taken now
+            for _ in range(3):
+                started = time.monotonic()
+                assert requests.get(server.url + "/ping", timeout=2).status_code == 200
+                assert time.monotonic() - started < 1.0
+            assert long_request.result(timeout=120).status_code == 200
+        stalled.settimeout(30)
+        answer = stalled.recv(4096)
+        assert answer.split(b"\r\n", 1)[0].split()[1] == b"408", answer[:300]
+    finally:
+        stalled.close()
+        server.stop()

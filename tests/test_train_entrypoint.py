@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,19 @@ def _with_text(text: str):
         ({"epochs": "zero", "colour": "red"}, {"a.csv": GOOD}, None,
          r"Invalid hyperparameters \(2 problems\):\n  - `epochs` must be an integer, got \"zero\"\n"
          r"  - unknown hyperparameter `colour`"),
+        # hostile or unusual input: a one-sentence reason, never "a bug in LSTM-AD"
+        ({"prediction-length": "10"}, {"wide.csv": np.ones((300, 3000))}, None,
+         r"The error model would have 30000 dimensions \(prediction-length 10 x 3000 columns\); at most 4096 "
+         r"can be fitted\. Lower `prediction-length` to at most 1"),
+        ({}, {"a.csv": GOOD}, _with_text("1,2\n3," + "9" * 200_000 + "\n"),
+         r"bad\.csv, line 2, column 2: '9{40}\.\.\.' is not a finite number"),
+        ({}, {"a.csv": GOOD}, _with_text("1;2\n3;4\n"), r"bad\.csv, line 1, column 1: '1;2' holds a semicolon"),
+        ({}, {"a.csv": np.r_[GOOD[:100], [[1e300, 0.0]], GOOD[101:]]}, None,
+         r"Column 1: values as large as 1e\+300 make its mean or standard deviation overflow"),
+        ({}, {"a.csv": GOOD}, lambda base: (base / "input/config/inputdataconfig.json").write_text(
+            json.dumps({"training": "File"})), r"the entry of channel `training` must be a JSON object"),
+        ({}, {"a.csv": GOOD}, lambda base: ((base / "model").rmdir(), (base / "model").write_text("not a folder")),
+         r"Cannot write the model to .*model \(.*\)\. Give the training job more storage"),
     ],
 )
 def test_bad_input_fails_with_a_reason(tmp_path, hyperparameters, files, tweak, reason, train_job):
@@ -180,3 +194,40 @@ def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     assert 598 <= int(np.nanargmin(scores)) <= 620
     assert np.nanmin(scores[600:615]) < normal.min() - 10
 
+
+
+def test_sigterm_while_starting_up_still_leaves_a_failure_file(tmp_path: Path):
+    """The handler is installed before torch loads: a job stopped in its first half second ends cleanly."""
+    base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}})
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 143, output
+    assert "stopped before the first epoch" in (base / "output" / "failure").read_text()
+    assert not (base / "model" / "weights.npz").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 512 KB file system (tmpfs), like a training volume that is almost full; needs root to mount."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): the full-disk case is tested where it can be")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_a_clear_failure_not_a_bug(small_disk: Path, train_job):
+    base = make_opt_ml(small_disk, TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}})
+    free = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 4096))  # one page left
+    result = train_job(base)
+    assert result.returncode == 2, result.stdout
+    failure = (base / "output" / "failure").read_text()
+    assert re.match(r"Cannot write the model to .*/model \(No space left on device\)\. Give the training job more "
+                    r"storage \(VolumeSizeInGB\)", failure), failure
+    assert not any((base / "model").iterdir())  # no partial artifact

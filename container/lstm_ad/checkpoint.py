@@ -74,7 +74,11 @@ class Checkpointer:
             "best_epoch": state.best_epoch,
             "epochs_without_improvement": state.epochs_without_improvement,
         }
-        save_tensors(self.path, tensors, meta)
+        try:
+            save_tensors(self.path, tensors, meta)
+        except OSError as exc:  # e.g. a full volume: a lost checkpoint must not end the training
+            logger.warning("Could not write checkpoint %s (%s); training goes on without it.", self.path, exc)
+            return
         logger.info("Checkpoint written: %s (epoch %d)", self.path, state.epoch)
 
     def load(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState | None:

@@ -8,10 +8,10 @@ error names the file, line and column and says how to fix it.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,29 @@ class Series:
     values: np.ndarray
 
 
-def parse_csv(content: str | bytes, source: str) -> np.ndarray:
-    """CSV text or UTF-8 bytes -> float64 array (rows, columns); `source` names it in errors."""
+# A plain decimal number as the fast path reads it; Python's float() also takes "1_000" and
+# full-width digits, which the fast path refuses, so the scan checks cells with this instead.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+EXCERPT_CHARS = 40  # a bad cell is quoted at most this long in errors (answers and logs)
+
+
+def excerpt(text: str) -> str:
+    """A short, escaped quotation of user input for an error message."""
+    short = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+    return repr(short)
+
+
+def parse_csv(content: str | bytes, source: str, columns: int | None = None) -> np.ndarray:
+    """CSV text or UTF-8 bytes -> float64 array (rows, columns); `source` names it in errors.
+
+    With `columns`, the first line's column count is checked before anything else is parsed, so a
+    request of the wrong width is refused at once, however wide it is.
+    """
     if not content.strip():
         raise DataError(f"{source} is empty: expected CSV rows of numbers, one row per time step.")
+    if columns is not None:
+        _check_first_line_width(content, source, columns)
     buffer = io.BytesIO(content) if isinstance(content, bytes) else io.StringIO(content)
     try:  # fast path: bytes go straight to the C parser, no str copy of a large body
         frame = pd.read_csv(buffer, header=None, dtype=np.float64, engine="c",
@@ -46,6 +65,17 @@ def parse_csv(content: str | bytes, source: str) -> np.ndarray:
     return np.ascontiguousarray(values)
 
 
+def _check_first_line_width(content: str | bytes, source: str, columns: int) -> None:
+    text = content[:1 << 20].decode("utf-8", "replace") if isinstance(content, bytes) else content[:1 << 20]
+    lines = text.splitlines()
+    first = next((line for line in lines[:-1] if line.strip()), lines[-1] if lines else "")
+    found = first.count(",") + 1
+    if found != columns:
+        _check_separator(first, f"{source}, line 1")
+        raise DataError(f"{source}, line 1: got {found} columns, expected {columns} columns (as in training). "
+                        "Send the same variables, in the same column order, as in training.")
+
+
 def _as_text(content: str | bytes, source: str) -> str:
     if isinstance(content, str):
         return content
@@ -56,37 +86,51 @@ def _as_text(content: str | bytes, source: str) -> str:
 
 
 def _raise_first_problem(text: str, source: str) -> None:
-    """Find the first bad line/cell of `text` and raise a DataError naming it."""
+    """Find the first bad line/cell of `text` and raise a DataError naming it.
+
+    The input has no quoting (numbers only), so lines are split on commas directly: unlike the csv
+    module, this has no field-size limit to trip over.
+    """
     expected: int | None = None
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or all(not cell.strip() for cell in row):
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        row = line.split(",")
+        if all(not cell.strip() for cell in row):
             continue  # blank lines are skipped, as on the fast path
         if expected is None:
             expected = len(row)
         elif len(row) != expected:
+            _check_separator(line, f"{source}, line {line_no}")
             raise DataError(
                 f"{source}, line {line_no}: has {len(row)} columns but line 1 has {expected}. "
                 "Every row must have the same number of comma-separated values."
             )
         for col_no, cell in enumerate(row, start=1):
-            where = f"{source}, line {line_no}, column {col_no}"
-            stripped = cell.strip()
-            if not stripped:
-                raise DataError(f"{where}: empty cell. Fill in the missing value (for example by "
-                                "interpolation) or remove the row.")
-            try:
-                number = float(stripped)
-            except ValueError:
-                if line_no == 1:
-                    raise DataError(
-                        f"{where}: {stripped!r} is not a number; this looks like a header row. "
-                        "Remove the header: the input must be CSV without header or index column."
-                    ) from None
-                raise DataError(f"{where}: {stripped!r} is not a number. Every cell must be numeric."
-                                ) from None
-            if not math.isfinite(number):
-                raise DataError(f"{where}: {stripped!r} is not a finite number (NaN or infinity). "
-                                "Replace missing or infinite values before sending the data.")
+            _check_cell(cell.strip(), f"{source}, line {line_no}, column {col_no}", line_no == 1)
+
+
+def _check_separator(text: str, where: str) -> None:
+    """Semicolon- or tab-separated input reads as one wide, non-numeric cell: say what it really is."""
+    for separator, name in ((";", "semicolon"), ("\t", "tab")):
+        if separator in text:
+            raise DataError(f"{where}: {excerpt(text)} holds a {name}: the data looks {name}-separated. "
+                            "Use commas between values (CSV), with no header and no index column.")
+
+
+def _check_cell(cell: str, where: str, first_line: bool) -> None:
+    if not cell:
+        raise DataError(f"{where}: empty cell. Fill in the missing value (for example by "
+                        "interpolation) or remove the row.")
+    if _NON_FINITE.fullmatch(cell) or (_NUMBER.fullmatch(cell) and not math.isfinite(float(cell))):
+        raise DataError(f"{where}: {excerpt(cell)} is not a finite number (NaN or infinity, or beyond "
+                        "the float64 range). Replace missing or infinite values before sending the data.")
+    if _NUMBER.fullmatch(cell):
+        return
+    _check_separator(cell, where)
+    if first_line and any(ch.isalpha() for ch in cell):
+        raise DataError(f"{where}: {excerpt(cell)} is not a number; this looks like a header row. "
+                        "Remove the header: the input must be CSV without header or index column.")
+    raise DataError(f"{where}: {excerpt(cell)} is not a number. Every cell must be a plain decimal number "
+                    "(digits 0-9 with an optional sign, decimal point and exponent, e.g. -1.25e-3).")
 
 
 def read_series_file(path: Path) -> np.ndarray:
@@ -138,8 +182,9 @@ class Scaler:
     @classmethod
     def fit(cls, parts: list[np.ndarray]) -> Scaler:
         stacked = np.concatenate(parts, axis=0)
-        mean = stacked.mean(axis=0)
-        std = stacked.std(axis=0)
+        with np.errstate(over="ignore"):  # an overflow gives inf, which the caller reports per column
+            mean = stacked.mean(axis=0)
+            std = stacked.std(axis=0)
         std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
         return cls(mean=mean, std=std)
 

@@ -17,6 +17,7 @@ from scipy.linalg import solve_triangular
 logger = logging.getLogger(__name__)
 
 RIDGE = 1e-6  # relative to the mean variance; plus an absolute floor below
+ROWS_PER_BLOCK = 1 << 14  # rows scored at once by log_likelihood
 
 
 @dataclass(frozen=True)
@@ -48,19 +49,22 @@ class Gaussian:
         return int(self.mean.shape[0])
 
     def log_likelihood(self, errors: np.ndarray) -> np.ndarray:
-        """log N(e; mean, cov) for each row of `errors` (n, k); NaN rows give NaN."""
-        errors = np.asarray(errors, dtype=np.float64)
+        """log N(e; mean, cov) for each row of `errors` (n, k), float32 or float64; NaN rows give NaN."""
+        errors = np.asarray(errors)
         if errors.ndim != 2 or errors.shape[1] != self.dim:
             raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
         return self._log_likelihood(errors)
 
     def _log_likelihood(self, errors: np.ndarray) -> np.ndarray:
         chol = np.linalg.cholesky(self.cov)
-        log_det = 2.0 * float(np.log(np.diag(chol)).sum())
-        # z = L^-1 (e - mean), solved for all rows at once: (k, n)
-        z = solve_triangular(chol, (errors - self.mean).T, lower=True, check_finite=False)
-        mahalanobis = np.einsum("ij,ij->j", z, z)
-        return -0.5 * (self.dim * math.log(2.0 * math.pi) + log_det + mahalanobis)
+        constant = self.dim * math.log(2.0 * math.pi) + 2.0 * float(np.log(np.diag(chol)).sum())
+        result = np.empty(len(errors))
+        # In blocks of rows, in float64: the temporaries of a long request stay a few MB.
+        for start in range(0, len(errors), ROWS_PER_BLOCK):
+            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
+            z = solve_triangular(chol, block.T, lower=True, check_finite=False)  # L^-1 (e - mean): (k, rows)
+            result[start:start + ROWS_PER_BLOCK] = -0.5 * (constant + np.einsum("ij,ij->j", z, z))
+        return result
 
     def to_json(self) -> dict[str, list]:
         return {"mean": self.mean.tolist(), "cov": self.cov.tolist()}

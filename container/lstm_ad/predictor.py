@@ -36,6 +36,7 @@ FORMAT_VERSION = 2  # 1: weights.pt (torch.save), no longer read: retrain
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE)
+MAX_STANDARDISED = 1e4  # training standard deviations from the training mean; inputs beyond are clipped
 
 
 @dataclass(frozen=True)
@@ -67,25 +68,34 @@ class Predictor:
     def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
         """Standardised error vectors and one-step predictions of a raw series."""
         self.network.eval()
-        return forecast_errors(self.network, self.scaler.transform(values),
-                               self.context_length, self.chunk_length)
+        return forecast_errors(self.network, self.standardise(values), self.context_length, self.chunk_length)
+
+    def standardise(self, values: np.ndarray) -> np.ndarray:
+        """Scaled as in training, then clipped to +-MAX_STANDARDISED: a value far beyond anything seen
+        in training (1e308, say) stays a finite, extreme input, so its row scores as a clear anomaly
+        instead of overflowing the network's float32 arithmetic into an empty score."""
+        return np.clip(self.scaler.transform(values), -MAX_STANDARDISED, MAX_STANDARDISED)
 
     def score(self, values: np.ndarray) -> ScoreResult:
-        """Score a raw series (rows, columns) as one request."""
+        """Score a raw series (rows, columns) as one request.
+
+        A request of at most context-length rows is all warm-up: every row gets NaN (empty fields),
+        so that batch transform's mini-batches always get one output row per input row.
+        """
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or values.shape[1] != self.columns:
             raise UserError(f"expected {self.columns} columns (as in training), got "
                             f"{values.shape[1] if values.ndim == 2 else values.shape}")
+        log_likelihood = np.full(values.shape[0], np.nan)
+        predictions = np.full(values.shape, np.nan)
         if values.shape[0] <= self.context_length:
-            raise UserError(
-                f"got {values.shape[0]} rows, but the first context-length ({self.context_length}) rows "
-                f"of a request are warm-up: send at least {self.context_length + 1} rows."
-            )
+            logger.info("A request of %d rows is all warm-up (context-length %d): answering empty fields for "
+                        "every row. Send at least %d rows to get scores.", values.shape[0], self.context_length,
+                        self.context_length + 1)
+            return ScoreResult(log_likelihood, predictions)
         result = self.forecast_errors(values)
         scored = result.first_scored_row
-        log_likelihood = np.full(values.shape[0], np.nan)
-        log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:].astype(np.float64))
-        predictions = np.full(values.shape, np.nan)
+        log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
         predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
         return ScoreResult(log_likelihood, predictions)
 

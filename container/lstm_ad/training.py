@@ -27,10 +27,14 @@ from .forecast import default_chunk_length, forecast_errors
 from .gaussian import Gaussian
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster
-from .predictor import Predictor, network_config
+from .predictor import MAX_STANDARDISED, Predictor, network_config
 from .sharding import ShardedGradient, shard_count, single_threaded_kernels
 
 logger = logging.getLogger(__name__)
+
+# The Gaussian's dimension l*d: its covariance takes 8*(l*d)^2 bytes and a Cholesky factorisation;
+# 4096 is 128 MB, far above what the listing's use needs (SMD: 38 columns x 10 = 380).
+MAX_ERROR_DIMENSION = 4096
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,29 @@ def check_lengths(series: list[Series], hp: Hyperparameters) -> None:
                 f"{fit_rows} rows) is shorter than context-length + prediction-length = {needed}. "
                 f"Provide a longer series (at least {minimum_rows(hp)} rows) or lower `context-length`."
             )
+
+
+def check_error_dimension(columns: int, hp: Hyperparameters) -> None:
+    """The Gaussian's covariance is (l*d)^2 numbers: refuse a size that cannot be fitted, before any work."""
+    dimension = hp.prediction_length * columns
+    if dimension > MAX_ERROR_DIMENSION:
+        raise DataError(
+            f"The error model would have {dimension} dimensions (prediction-length {hp.prediction_length} x "
+            f"{columns} columns); at most {MAX_ERROR_DIMENSION} can be fitted. Lower `prediction-length` to at "
+            f"most {max(1, MAX_ERROR_DIMENSION // columns)} or train on fewer columns."
+        )
+
+
+def check_scaler(scaler: Scaler, series: list[Series]) -> None:
+    """Values so large that a column's mean or spread overflows float64 would give a model that ignores it."""
+    bad = np.flatnonzero(~(np.isfinite(scaler.mean) & np.isfinite(scaler.std)))
+    if len(bad):
+        column = int(bad[0])
+        largest = max(float(np.abs(s.values[:, column]).max()) for s in series)
+        raise DataError(
+            f"Column {column + 1}: values as large as {largest:.3g} make its mean or standard deviation overflow "
+            "(float64). Rescale that column (for example to other units) before training."
+        )
 
 
 def check_validation_lengths(series: list[Series], hp: Hyperparameters) -> None:
@@ -166,18 +193,22 @@ def train(
     `stop_requested` is polled before every mini-batch; `on_epoch` hears of every epoch.
     """
     check_lengths(series, hp)
+    check_error_dimension(series[0].values.shape[1], hp)
     if validation:
         check_validation_lengths(validation, hp)
     device = device or select_device()
     torch.manual_seed(hp.seed)
     splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
     scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=True)])
+    check_scaler(scaler, series)
     fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
     # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
     # so every calibration row gets an error vector.
     calibration_parts = [scaler.transform(s.values[max(0, cut - hp.context_length):])
                          for s, cut in zip(series, splits, strict=True)]
-    validation_parts = [scaler.transform(s.values) for s in validation or []]
+    # Validation series are scored as requests are: clipped to the same bound (Predictor.standardise).
+    validation_parts = [np.clip(scaler.transform(s.values), -MAX_STANDARDISED, MAX_STANDARDISED)
+                        for s in validation or []]
     columns = series[0].values.shape[1]
     chunk_length = default_chunk_length(hp.context_length)
 

@@ -30,6 +30,7 @@ from lstm_ad.sagemaker.metrics import METRICS
 from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
 
 from .job_folder import link_channel, write_training_config
+from .series_files import join_outputs, split_series
 from .server import console_script
 from .transform import STRATEGIES, TransformSettings, run_transform_job
 
@@ -164,12 +165,22 @@ def _parser() -> argparse.ArgumentParser:
     transform.add_argument("--strategy", choices=list(STRATEGIES), help="batch strategy (with --split-type Line)")
     transform.add_argument("--max-payload-mb", type=float, help="MaxPayloadInMB (default: server's answer, or 6)")
     transform.add_argument("--max-concurrent-transforms", type=int)
-    transform.add_argument("--assemble-with", default="Line", choices=["Line", "None"])
+    transform.add_argument("--assemble-with", default="None", choices=["Line", "None"],
+                           help="None (the default, as in the API): answers concatenated, one line per input row")
     transform.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="server environment")
     transform.add_argument("--job-dir", type=Path, help="keep the job folder (model/, serve.log) here")
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
     demo.add_argument("--output", required=True, type=Path)
     demo.add_argument("--seed", type=int, default=0)
+    split = commands.add_parser("split", help="split a long series into files overlapping by context-length rows")
+    split.add_argument("--input", required=True, type=Path, help="the CSV series")
+    split.add_argument("--output", required=True, type=Path, help="folder for part-00001.csv, ...")
+    split.add_argument("--rows-per-part", required=True, type=int)
+    split.add_argument("--context-length", required=True, type=int, help="the model's context-length")
+    join = commands.add_parser("join", help="join the parts' .out files into one answer for the whole series")
+    join.add_argument("--outputs", required=True, type=Path, help="folder with part-*.csv.out")
+    join.add_argument("--output", required=True, type=Path, help="the joined .out file")
+    join.add_argument("--context-length", required=True, type=int, help="as given to split")
     report = commands.add_parser("demo-report", help="compare a demo .out with the labelled anomalies")
     report.add_argument("--out", required=True, type=Path, help="the .out file of the demo test series")
     report.add_argument("--labels", required=True, type=Path, help="the demo labels file (0/1 per row)")
@@ -193,6 +204,14 @@ def _run_command(args: argparse.Namespace) -> None:
                                      assemble_with=args.assemble_with, environment=_key_values(args.env, "--env"))
         outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
         print("Output: " + ", ".join(str(p) for p in outputs))
+    elif args.command == "split":
+        parts = split_series(args.input, args.output, args.rows_per_part, args.context_length)
+        print(f"{len(parts)} parts in {args.output}")
+    elif args.command == "join":
+        outputs = sorted(args.outputs.glob("part-*.csv.out"))
+        if not outputs:
+            raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
+        print(f"Joined {len(outputs)} parts into {join_outputs(outputs, args.output, args.context_length)}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())
     else:

@@ -50,7 +50,7 @@ class TransformSettings:
     strategy: str | None = None
     max_payload_mb: float | None = None  # SageMaker takes whole MB; fractions are allowed here for experiments
     max_concurrent_transforms: int | None = None
-    assemble_with: str = "Line"
+    assemble_with: str = "None"  # the API's default
     content_type: str = "text/csv"
     accept: str = "text/csv"
     environment: Mapping[str, str] = field(default_factory=dict)
@@ -208,8 +208,11 @@ def _transform_file(server: LocalServer, path: Path, settings: TransformSettings
     assembled = bytearray()
     for body in responses:
         assembled += body
-        # AssembleWith=Line: a newline after each response, unless it already ends with one.
-        if settings.assemble_with == "Line" and not body.endswith(b"\n"):
+        # AssembleWith=Line: "a newline character at the end of every transformed record" (API reference);
+        # the SDK's own local mode adds it after every response, even one that ends with a newline, and so
+        # does this runner. Our answers end every row with a newline: with Line splitting, AssembleWith=None
+        # gives exactly one line per input row; Line adds an empty line after each mini-batch's answer.
+        if settings.assemble_with == "Line":
             assembled += b"\n"
     return bytes(assembled)
 

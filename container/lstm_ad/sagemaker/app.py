@@ -4,10 +4,11 @@
   GET  /execution-parameters   batch transform limits, JSON
   POST /invocations            score one series; formats in payloads.py
 
-Errors are short one-line text bodies: 400 bad data (the line/row and column named),
-406 unsupported Accept, 413 body above the limit, 415 unsupported Content-Type,
-500 our own bug (the traceback goes to the log only). Nothing is kept between
-requests, so repeated calls give identical answers.
+Errors are short one-line text bodies: 400 bad data (the line/row and column named,
+the offending cell quoted short), 406 unsupported Accept, 408 a body that stopped
+arriving, 413 body above the limit (with or without Content-Length), 415 unsupported
+Content-Type, 500 our own bug (the traceback goes to the log only). Nothing is kept
+between requests, so repeated calls give identical answers.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Protocol
 
 import numpy as np
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
-from ..errors import UserError
+from ..errors import DataError, UserError
 from ..predictor import ScoreResult
 from .payloads import CSV, DECODERS, ENCODERS, JSON
 from .process import torch_threads_per_calling_thread
@@ -32,8 +34,14 @@ logger = logging.getLogger(__name__)
 TEXT = "text/plain; charset=utf-8"
 
 
+READ_PIECE = 1 << 20  # bytes read from the request stream at a time
+
+
 class Scorer(Protocol):
     """What the app needs of a predictor (lstm_ad.predictor.Predictor in production)."""
+
+    @property
+    def columns(self) -> int: ...
 
     def score(self, values: np.ndarray) -> ScoreResult: ...
 
@@ -63,8 +71,8 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
             return _error(406, f"Unsupported Accept {request.headers.get('Accept')!r}: ask for text/csv or "
                           "application/json.")
         started = time.perf_counter()
-        body = request.get_data(cache=False)
-        values = DECODERS[content_type](body)
+        body = _read_body(settings.max_payload_bytes, settings.body_read_timeout_s)
+        values = DECODERS[content_type](body, predictor.columns)
         result = predictor.score(values)
         answer = ENCODERS[accept](result)
         logger.info("Scored %d rows x %d columns in %.3f s (%d bytes in, %d out).", values.shape[0],
@@ -82,6 +90,11 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
         return _error(413, f"The request body is larger than the limit of {settings.max_payload_mb} MB "
                       "(SAGEMAKER_MAX_PAYLOAD_IN_MB). Split the series into files that overlap by context-length rows.")
 
+    @app.errorhandler(RequestTimeout)
+    def body_timeout(exc: RequestTimeout) -> Response:
+        return _error(408, f"The request body stopped arriving for {settings.body_read_timeout_s:g} s; the "
+                      "request was abandoned. Send the whole body without pauses.")
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         return _error(exc.code or 500, f"{exc.name}: {exc.description}")
@@ -93,6 +106,40 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
                       "the details.")
 
     return app
+
+
+def _read_body(limit: int | None, timeout_s: float) -> bytes:
+    """The whole request body, de-chunked; 413 as soon as it passes `limit`, chunked or not.
+
+    Read from the WSGI stream directly: werkzeug applies the limit to bodies sent without
+    Content-Length only when the server marks the stream terminated, and would otherwise cut
+    them silently. A socket timeout frees the thread from a client that stops sending.
+    """
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(timeout_s)
+    stream = request.environ["wsgi.input"]
+    pieces, size = [], 0
+    try:
+        while True:
+            piece = stream.read(READ_PIECE)
+            if not piece:
+                break
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise RequestEntityTooLarge()
+            pieces.append(piece)
+    except TimeoutError:
+        raise RequestTimeout() from None
+    except (OSError, ValueError, ParseException) as exc:  # e.g. a malformed chunk size
+        raise DataError(f"The request body could not be read ({type(exc).__name__}): check its "
+                        "Transfer-Encoding / Content-Length.") from None
+    finally:
+        if sock is not None:
+            sock.settimeout(None)
+    return b"".join(pieces)
 
 
 def _content_type() -> str:

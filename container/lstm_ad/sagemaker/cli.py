@@ -8,6 +8,7 @@ so a job stopped in its first second still ends with a failure file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -78,7 +79,11 @@ def _training_job(paths: Paths, stop: StopFlag) -> None:
     result = training.train(series, hp, validation, checkpoint_dir=checkpoint_dir, stop_requested=stop,
                             on_epoch=metrics.emit_epoch)
     metrics.emit_final(result.summary.metrics)
-    result.predictor.save(paths.model_dir)
+    try:
+        result.predictor.save(paths.model_dir)
+    except OSError as exc:  # a full volume or a read-only folder: the job's storage, not our bug
+        raise UserError(f"Cannot write the model to {paths.model_dir} ({exc.strerror or exc}). Give the training "
+                        "job more storage (VolumeSizeInGB) or a writable model folder.") from exc
     summary = result.summary
     logger.info("Model written to %s (%d epochs, best epoch %d%s).", paths.model_dir, summary.epochs_run,
                 summary.best_epoch, ", interrupted by SIGTERM" if summary.interrupted else "")
@@ -110,8 +115,9 @@ def train() -> None:
 def _fail(paths: Paths, reason: str, code: int, details: str = "") -> int:
     from ..predictor import ARTIFACT_FILES
 
-    for name in ARTIFACT_FILES:  # no partial artifact may be uploaded
-        (paths.model_dir / name).unlink(missing_ok=True)
+    for name in ARTIFACT_FILES:  # no partial artifact may be uploaded (and on a full disk, room is freed)
+        with contextlib.suppress(OSError):  # a read-only folder holds no partial artifact of ours either
+            (paths.model_dir / name).unlink(missing_ok=True)
     write_failure(paths, reason, details)
     logger.error("Training failed: %s", reason)
     if details:

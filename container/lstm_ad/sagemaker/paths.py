@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,9 @@ def training_channels(paths: Paths) -> dict[str, Path]:
         raise UserError(f"The `{TRAINING_CHANNEL}` channel is missing: give the training job a channel named "
                         f"`{TRAINING_CHANNEL}` with CSV files.")
     for name, channel_config in (config or {}).items():
+        if not isinstance(channel_config, dict):
+            raise UserError(f"{paths.input_data_config_file}: the entry of channel `{name}` must be a JSON object "
+                            f"(with TrainingInputMode, ContentType, ...), got {json.dumps(channel_config)[:60]}.")
         mode = channel_config.get("TrainingInputMode", "File")
         if mode not in SUPPORTED_INPUT_MODES:
             raise UserError(f"Channel `{name}` uses input mode {mode}; this algorithm reads whole files. "
@@ -114,8 +118,19 @@ def check_single_host(paths: Paths) -> None:
                         f"({', '.join(hosts)}). Set instance_count=1; use a GPU instance for speed.")
 
 
-def write_failure(paths: Paths, reason: str, details: str = "") -> None:
-    """The first line is the human reason (it becomes FailureReason); details follow."""
-    paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
+def write_failure(paths: Paths, reason: str, details: str = "") -> bool:
+    """The first line is the human reason (it becomes FailureReason); details follow.
+
+    On a full disk the reason alone may still fit where reason and traceback do not; when not even
+    that can be written, the reason goes to stderr (the job's log) and False is returned.
+    """
     text = reason.strip() + ("\n\n" + details.strip() if details.strip() else "") + "\n"
-    paths.failure_file.write_text(text)
+    for attempt in (text, reason.strip() + "\n"):
+        try:
+            paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
+            paths.failure_file.write_text(attempt)
+            return True
+        except OSError as exc:
+            problem = exc
+    print(f"Could not write {paths.failure_file} ({problem}); the failure was: {reason}", file=sys.stderr)
+    return False

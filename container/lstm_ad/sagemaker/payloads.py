@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import parse_csv
+from ..data import excerpt, parse_csv
 from ..errors import DataError
 from ..predictor import ScoreResult
 from .csv_format import format_rows
@@ -26,31 +26,45 @@ CSV, JSON = "text/csv", "application/json"
 SOURCE = "request body"
 
 
-def decode_csv(body: bytes) -> np.ndarray:
+def decode_csv(body: bytes, columns: int | None = None) -> np.ndarray:
     """CSV bytes -> (rows, columns) float64, or a DataError naming the line and column."""
-    return parse_csv(body, SOURCE)
+    return parse_csv(body, SOURCE, columns)
 
 
-def decode_json(body: bytes) -> np.ndarray:
+def decode_json(body: bytes, columns: int | None = None) -> np.ndarray:
     """`{"values": [[...], ...]}` or `[[...], ...]` -> (rows, columns) float64."""
     try:
         document = json.loads(body)
     except ValueError as exc:
-        raise DataError(f"{SOURCE}: is not valid JSON ({exc}).") from None
+        raise DataError(f"{SOURCE}: is not valid JSON ({excerpt(str(exc))}).") from None
+    except RecursionError:
+        raise DataError(f"{SOURCE}: is nested too deeply to be a list of rows.") from None
     rows = document.get("values") if isinstance(document, dict) else document
     if not isinstance(rows, list) or not rows:
         raise DataError(f'{SOURCE}: expected {{"values": [[x_1, ..., x_d], ...]}}, one list of numbers per '
                         "time step.")
     width = len(rows[0]) if isinstance(rows[0], list) else -1
+    if columns is not None and width not in (-1, columns):
+        raise DataError(f"{SOURCE}, row 1: got {width} columns, expected {columns} columns (as in training). "
+                        "Send the same variables, in the same order, as in training.")
     for row_no, row in enumerate(rows, start=1):
         if not isinstance(row, list) or len(row) != width or not row:
             raise DataError(f"{SOURCE}, row {row_no}: expected a list of {max(width, 1)} numbers like row 1, "
-                            f"got {json.dumps(row)[:60]}. Every row must have the same number of values.")
+                            f"got {excerpt(json.dumps(row))}. Every row must have the same number of values.")
         for col_no, cell in enumerate(row, start=1):
-            if isinstance(cell, bool) or not isinstance(cell, (int, float)) or not math.isfinite(cell):
-                raise DataError(f"{SOURCE}, row {row_no}, column {col_no}: {json.dumps(cell)[:60]} is not a "
-                                "finite number. Every value must be a number.")
+            if not _finite_number(cell):
+                raise DataError(f"{SOURCE}, row {row_no}, column {col_no}: {excerpt(json.dumps(cell))} is not a "
+                                "finite number. Every value must be a number within the float64 range.")
     return np.asarray(rows, dtype=np.float64)
+
+
+def _finite_number(cell: Any) -> bool:
+    if isinstance(cell, bool) or not isinstance(cell, (int, float)):
+        return False
+    try:
+        return math.isfinite(cell)
+    except OverflowError:  # an integer beyond the float range, e.g. 10**400
+        return False
 
 
 def encode_csv(result: ScoreResult) -> bytes:

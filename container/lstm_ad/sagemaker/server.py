@@ -27,7 +27,14 @@ from ..predictor import Predictor
 from .app import create_app
 from .paths import Paths, base_dir
 from .process import share_one_malloc_arena
-from .settings import GRACEFUL_TIMEOUT_S, ServeSettings, settings_from_env
+from .settings import (
+    GRACEFUL_TIMEOUT_S,
+    HEALTH_THREADS,
+    ServeSettings,
+    available_memory_bytes,
+    settings_from_env,
+)
+from .worker import HealthFirstWorker
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +51,16 @@ class InferenceServer(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
+        HealthFirstWorker.health_threads = HEALTH_THREADS
         options: dict[str, Any] = {
             "bind": f"0.0.0.0:{s.port}",
             "workers": s.workers,
             "threads": s.threads,
-            "worker_class": "gthread",
+            "worker_class": "lstm_ad.sagemaker.worker.HealthFirstWorker",
+            # A worker takes few more connections than it has threads for (room for 2 kept-alive ones):
+            # requests beyond wait in the listen queue, where another worker (or this one's replacement,
+            # if it is killed) takes them, instead of in a queue that dies with the worker.
+            "worker_connections": s.threads + HEALTH_THREADS + 2,
             "timeout": s.timeout_s,
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
             "keepalive": 75,  # longer than a load balancer's idle timeout (60 s)
@@ -105,7 +117,7 @@ def main() -> None:
     """Entry point behind `serve` (logging is configured by cli.serve)."""
     paths = Paths(base_dir())
     try:
-        settings = settings_from_env(gpus=visible_gpus())
+        settings = settings_from_env(gpus=visible_gpus(), memory_bytes=available_memory_bytes())
     except UserError as exc:
         logger.error("%s", exc)
         sys.exit(EXIT_BAD_SETTINGS)
