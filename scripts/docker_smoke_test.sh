@@ -43,6 +43,8 @@ cleanup() {
     rm -rf "$WORK" 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT  # a signal becomes an exit, so the EXIT trap removes the containers
+trap 'exit 143' TERM
 
 # A noisy two-column periodic series; no Python or numpy needed on the host.
 series() {  # rows seed

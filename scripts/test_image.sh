@@ -30,6 +30,8 @@ engine="$(bash scripts/docker_engine.sh start)"
 if [ "$engine" = "engine=started" ]; then
     trap 'bash scripts/docker_engine.sh stop' EXIT
 fi
+trap 'exit 130' INT  # a signal becomes an exit, so the EXIT trap stops the engine we started
+trap 'exit 143' TERM
 log "Docker engine: ${engine#engine=} ($(docker version -f '{{.Server.Version}}'))"
 
 started=$SECONDS
