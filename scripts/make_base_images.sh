@@ -16,7 +16,9 @@
 # Both bases carry this machine's CA bundle and a pip.conf pointing at it, so that pip in
 # `docker build` reaches PyPI through the same TLS setup as the host. Caches live in
 # $LSTM_AD_CACHE (default /var/cache/lstm-ad), outside the repository, so a fresh clone on the
-# same machine reuses them: debootstrap tarballs, pip's cache (the 2.5 GB of torch 2.1 wheels).
+# same machine reuses them: debootstrap tarballs and the downloaded wheels (the 2.5 GB of torch 2.1
+# and its nvidia libraries), kept as files in $LSTM_AD_CACHE/wheels/<base> and installed from there
+# (pip's own HTTP cache is not enough: it keeps nothing when the responses it gets are not cacheable).
 # Needs root (debootstrap) and a Docker engine (scripts/docker_engine.sh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,16 +76,16 @@ rootfs() {  # packages folder
     rm -rf "$target/var/cache/apt/archives/"*.deb "$target/var/lib/apt/lists/"*
 }
 
-# docker import the folder, run the install command in it (pip's cache mounted from $CACHE, never
+# docker import the folder, run the install command in it (the wheel folder mounted from $CACHE, never
 # part of the image), commit the result as the tag, and clean up.
 import_and_install() {  # folder tag path-env install-command
     local folder="$1" tag="$2" path="$3" command="$4" raw="${2%%:*}:raw" builder="lstm-ad-base-builder-$$"
     log "importing $folder as $raw"
     tar -C "$folder" -c . | docker import --change "ENV PATH=$path" --change 'CMD ["/bin/bash"]' - "$raw" > /dev/null
     rm -rf "$folder"
-    mkdir -p "$CACHE/pip"
-    log "installing Python packages in $raw (pip cache: $CACHE/pip)"
-    local mounts=(-v "$CACHE/pip:/root/.cache/pip")
+    mkdir -p "$CACHE/wheels"
+    log "installing Python packages in $raw (wheels kept in $CACHE/wheels)"
+    local mounts=(-v "$CACHE/wheels:/wheel-cache")
     if [ -d "$TORCH_WHEEL_DIR" ]; then mounts+=(-v "$TORCH_WHEEL_DIR:/wheels:ro"); fi
     docker rm -f "$builder" > /dev/null 2>&1 || true
     if ! docker run --name "$builder" "${mounts[@]}" "$raw" bash -euc "$command"; then
@@ -96,6 +98,17 @@ import_and_install() {  # folder tag path-env install-command
     log "made $tag ($(( $(docker image inspect -f '{{.Size}}' "$tag") / 1000000 )) MB)"
 }
 
+# Shell commands (run in the container) that fetch the wheels of the requirements into the kept
+# folder /wheel-cache/<name> (files already there are not downloaded again) and install from it only.
+install_from_wheel_cache() {  # name requirements python [download-sources, default: the requirements]
+    local dir="/wheel-cache/$1" requirements="$2" python="$3" sources="${4:-$2}"
+    printf '%s -m pip download --disable-pip-version-check -q -d %s --find-links %s %s\n' \
+        "$python" "$dir" "$dir" "$sources"
+    printf '%s -m pip install --disable-pip-version-check -q --no-index --find-links %s %s' \
+        "$python" "$dir" "$requirements"
+}
+
+
 make_py310() {
     [ -x "$PY310_PREFIX/bin/python3.10" ] \
         || die "no Python 3.10 at $PY310_PREFIX (set PY310_PREFIX; e.g. pyenv install 3.10.13)"
@@ -105,7 +118,7 @@ make_py310() {
     mkdir -p "$folder$(dirname "$PY310_PREFIX")"
     cp -a "$PY310_PREFIX" "$folder$PY310_PREFIX"
     import_and_install "$folder" "$PY310_IMAGE" "$PY310_PREFIX/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        "python3 -m pip install --disable-pip-version-check -q torch==2.1.0 numpy==1.26.4 'pandas==2.2.*' 'scipy==1.11.*'
+        "$(install_from_wheel_cache py310 "torch==2.1.0 numpy==1.26.4 'pandas==2.2.*' 'scipy==1.11.*'" python3)
          python3 -c 'import torch, numpy; torch.zeros(1).numpy(); print(\"torch\", torch.__version__, \"numpy\", numpy.__version__)'"
 }
 
@@ -121,7 +134,7 @@ make_py311() {
     rootfs "$PY311_DEBS" "$folder"
     import_and_install "$folder" "$PY311_IMAGE" "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
         "python3 -m venv /opt/venv
-         /opt/venv/bin/python -m pip install --disable-pip-version-check -q $torch_source
+         $(install_from_wheel_cache py311 "'torch==$TORCH_SLIM_VERSION'" /opt/venv/bin/python "$torch_source")
          python3 -c 'import torch; print(\"torch\", torch.__version__)'"
 }
 
