@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
+QUEUED_CONNECTIONS = 16  # per worker: connections accepted beyond its threads (kept alive or waiting)
 
 
 class InferenceServer(BaseApplication):
@@ -57,10 +58,11 @@ class InferenceServer(BaseApplication):
             "workers": s.workers,
             "threads": s.threads,
             "worker_class": "lstm_ad.sagemaker.worker.HealthFirstWorker",
-            # A worker takes few more connections than it has threads for (room for 2 kept-alive ones):
-            # requests beyond wait in the listen queue, where another worker (or this one's replacement,
-            # if it is killed) takes them, instead of in a queue that dies with the worker.
-            "worker_connections": s.threads + HEALTH_THREADS + 2,
+            # A worker holds a bounded number of connections (gunicorn's default is 1000): requests beyond
+            # wait in the listen queue, where another worker (or this one's replacement, if it is killed)
+            # takes them, instead of in a queue that dies with the worker. The bound leaves room for
+            # kept-alive clients so that /ping is still accepted under load (scripts/bench_load.py).
+            "worker_connections": s.threads + HEALTH_THREADS + QUEUED_CONNECTIONS,
             "timeout": s.timeout_s,
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
             "keepalive": 75,  # longer than a load balancer's idle timeout (60 s)
