@@ -26,7 +26,7 @@ from ..errors import ArtifactError, UserError
 from ..predictor import Predictor
 from .app import create_app
 from .paths import Paths, base_dir
-from .process import share_one_malloc_arena
+from .process import configure_serve_worker
 from .settings import (
     GRACEFUL_TIMEOUT_S,
     HEALTH_THREADS,
@@ -90,8 +90,7 @@ class InferenceServer(BaseApplication):
 
 def _post_fork(server: Any, worker: Any) -> None:
     """Runs in the new worker before `load`."""
-    torch.set_num_threads(server.app.settings.torch_threads)
-    share_one_malloc_arena()
+    configure_serve_worker(server.app.settings.torch_threads)
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
 
 
