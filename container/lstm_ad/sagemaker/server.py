@@ -79,7 +79,7 @@ class InferenceServer(BaseApplication):
 
     def load(self) -> Flask:
         """Runs in each worker after the fork."""
-        device = _worker_device(self.settings, self.worker_number)
+        device = worker_device(self.settings, self.worker_number)
         predictor = Predictor.load(self.paths.model_dir, device=device)
         # The first forward pass loads and compiles kernels (seconds): pay it before answering /ping.
         predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
@@ -94,11 +94,15 @@ def _post_fork(server: Any, worker: Any) -> None:
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
 
 
-def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
+def worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
     if not settings.use_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        logger.warning("GPU device files are present but CUDA is unavailable: this worker scores on the CPU.")
+        logger.warning("GPU device files are present but CUDA is unavailable to this torch (built for CUDA %s): "
+                       "the host's NVIDIA driver is probably older than that build needs (SageMaker's GPU "
+                       "inference hosts run driver 470 unless the model sets an InferenceAmiVersion or "
+                       "TransformAmiVersion with a newer one). This worker scores on the CPU.",
+                       torch.version.cuda or "no CUDA")
         return torch.device("cpu")
     return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
 
