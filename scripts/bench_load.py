@@ -35,6 +35,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import csv_body, series, start_server, train, worker_peak_rss_mb  # noqa: E402
+from lstm_ad.sagemaker.server import QUEUED_CONNECTIONS  # noqa: E402
 from lstm_ad.sagemaker.settings import HEALTH_THREADS  # noqa: E402
 
 
@@ -144,7 +145,8 @@ def main() -> None:
             reports = [phase("load", server, body, args),
                        phase("stalled", server, body, args, stalled=args.stalled),
                        phase("killed", server, body, args, kill=True)]
-            reports[-1]["bound_on_failures"] = f"threads + health threads + kept-alive = {threads + HEALTH_THREADS + 2}"
+            bound = threads + HEALTH_THREADS + QUEUED_CONNECTIONS
+            reports[-1]["bound_on_failures"] = f"connections a worker holds: threads + health + queued = {bound}"
             peaks = worker_peak_rss_mb(server.process.pid)
         finally:
             server.stop()

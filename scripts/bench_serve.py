@@ -28,6 +28,8 @@ import numpy as np
 import requests
 
 from lstm_ad.errors import LocalJobError
+from lstm_ad.sagemaker.paths import Paths
+from lstm_ad_local.job_folder import write_training_config
 from lstm_ad_local.server import LocalServer
 
 BIN = Path(sys.executable).parent
@@ -44,12 +46,10 @@ def csv_body(values: np.ndarray) -> bytes:
 
 
 def train(base: Path, hyperparameters: dict[str, str], columns: int) -> None:
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    data = base / "input" / "data" / "training"
-    data.mkdir(parents=True)
-    (data / "train.csv").write_bytes(csv_body(series(3000, columns)))
+    paths = Paths(base)
+    write_training_config(paths, ["training"], hyperparameters)
+    paths.channel("training").mkdir(parents=True)
+    (paths.channel("training") / "train.csv").write_bytes(csv_body(series(3000, columns)))
     subprocess.run([str(BIN / "train")], env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)}, check=True,
                    stdout=subprocess.DEVNULL)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lstm_ad.sagemaker.cli import StopFlag, run_train
-from lstm_ad.sagemaker.metrics import METRICS
+from lstm_ad.sagemaker.metrics import METRICS, emit
 from lstm_ad.sagemaker.paths import Paths
 from lstm_ad_local.job_folder import write_training_config
 
@@ -81,3 +81,14 @@ def train_job(caplog: pytest.LogCaptureFixture) -> Callable[[Path], TrainRun]:
         lines = [f"{record.levelname} {record.name}: {record.getMessage()}" for record in caplog.records]
         return TrainRun(code, "\n".join(lines) + "\n")
     return run
+
+
+@pytest.fixture
+def metric_log_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    """One log line per metric exactly as `train` prints it (cli.configure_process's log format)."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with caplog.at_level(logging.INFO, logger="lstm_ad.sagemaker.metrics"):
+        for index, metric in enumerate(METRICS):
+            emit(metric.name, 0.5 + index * 1.25e-3)
+    lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.sagemaker.metrics"]
+    return {metric.name: line for metric, line in zip(METRICS, lines, strict=True)}

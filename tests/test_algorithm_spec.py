@@ -175,7 +175,7 @@ def test_channels_metrics_and_objectives(request_dict: dict[str, Any]) -> None:
     for channel in channels.values():
         assert channel["SupportedInputModes"] == ["File"]
         assert channel["SupportedContentTypes"] == ["text/csv"]
-        assert channel["SupportedCompressionTypes"] == ["None", "Gzip"]
+        assert channel["SupportedCompressionTypes"] == ["None"]  # Gzip applies to Pipe mode only
     assert training["MetricDefinitions"] == [{"Name": m.name, "Regex": m.regex} for m in METRICS]
     objectives = {o["MetricName"]: o["Type"] for o in training["SupportedTuningJobObjectiveMetrics"]}
     assert objectives == {"train:mse": "Minimize", "train:mae": "Minimize", "calibration:mse": "Minimize",
@@ -195,6 +195,9 @@ def test_validation_profile_trains_and_transforms_whole_files(request_dict: dict
     inference = request_dict["InferenceSpecification"]
     assert inference["SupportedContentTypes"] == ["text/csv", "application/json"]
     assert inference["Containers"][0]["ImageDigest"] == "sha256:" + "0123456789abcdef" * 4
+    # CPU only for inference, even for the CUDA build: GPU hosts' default driver (470) cannot run CUDA 12.1
+    for kind in ("SupportedTransformInstanceTypes", "SupportedRealtimeInferenceInstanceTypes"):
+        assert inference[kind] and all(name.startswith(("ml.m5.", "ml.c5.")) for name in inference[kind])
 
 
 # --- the metric regexes against the real `train` output ------------------------------------

@@ -19,7 +19,7 @@ from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
-from lstm_ad.sagemaker.server import visible_gpus
+from lstm_ad.sagemaker.server import visible_gpus, worker_device
 from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
 
 CONTEXT = 5
@@ -251,6 +251,14 @@ def test_available_memory_is_the_smaller_of_meminfo_and_the_cgroup_limit(tmp_pat
     (cgroup / "memory.max").write_text("max\n")  # no limit
     assert available_memory_bytes(meminfo, cgroup) == 20000000 * 1024
     assert available_memory_bytes(tmp_path / "absent", tmp_path / "absent") is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine's GPU is usable: nothing to warn about")
+def test_a_gpu_that_cuda_cannot_use_is_a_warning_and_the_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="lstm_ad.sagemaker.server"):
+        device = worker_device(ServeSettings(workers=1, use_gpu=True), worker_number=1)
+    assert device == torch.device("cpu")
+    assert "CUDA is unavailable" in caplog.text and "driver 470" in caplog.text and "InferenceAmiVersion" in caplog.text
 
 
 def test_gpus_set_the_default_worker_count() -> None:

@@ -73,3 +73,18 @@ def test_no_module_loads_tensors_with_torch_load():
                     isinstance(node.value, ast.Name) and node.value.id == "torch":
                 calls.append(f"{path.relative_to(REPO)}:{node.lineno} torch.{node.attr}")
     assert calls == []
+
+
+def test_the_module_map_in_the_development_docs_matches_the_code():
+    """docs/development.md draws the tree of container/; it lists exactly the modules there are."""
+    text = (REPO / "docs" / "development.md").read_text()
+    tree = text.split("```\ncontainer/\n", 1)[1].split("```", 1)[0]
+    listed, folders = set(), []
+    for line in tree.splitlines():
+        name = line.split()[0]
+        depth = (len(line) - len(line.lstrip())) // 2 - 1
+        folders[depth:] = [name.rstrip("/")] if name.endswith("/") else []
+        if not name.endswith("/"):
+            listed.add("/".join(["container", *folders[:depth], name]))
+    actual = {str(p.relative_to(REPO)) for p in CONTAINER.rglob("*") if p.suffix == ".py" or p.name == "pyproject.toml"}
+    assert listed == actual

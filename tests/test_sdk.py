@@ -8,7 +8,6 @@ parameters and checks them against what the container parses and prints.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from datetime import datetime, timezone
@@ -88,15 +87,6 @@ def _completed_training_job(name: str) -> dict[str, Any]:
             "StoppingCondition": {"MaxRuntimeInSeconds": 86400}, "CreationTime": datetime.now(timezone.utc)}
 
 
-def _metric_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
-    """One log line per metric exactly as `train` prints it (cli.configure_process's log format)."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with caplog.at_level(logging.INFO, logger="lstm_ad.sagemaker.metrics"):
-        for index, metric in enumerate(metrics.METRICS):
-            metrics.emit(metric.name, 0.5 + index * 1.25e-3)
-    lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.sagemaker.metrics"]
-    return {metric.name: line for metric, line in zip(metrics.METRICS, lines, strict=True)}
-
 
 def _fit(aws: StubbedSageMaker, estimator: Any, inputs: dict[str, str]) -> dict[str, Any]:
     aws.expect("create_training_job", {"TrainingJobArn": _arn("training-job", "job")})
@@ -121,13 +111,13 @@ def test_estimator_fit_sends_string_hyperparameters_that_train_parses(aws: Stubb
 
 
 def test_metric_definitions_sent_with_fit_read_our_log_lines(aws: StubbedSageMaker,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+                                                            metric_log_lines: dict[str, str]) -> None:
     estimator = Estimator(image_uri=IMAGE, role=ROLE, instance_count=1, instance_type=INSTANCE,
                           sagemaker_session=aws.session, metric_definitions=algorithm_spec.metric_definitions(),
                           output_path="s3://lstm-ad-test-bucket/output")
     definitions = _fit(aws, estimator, {"training": "s3://lstm-ad-test-bucket/train/"})[
         "AlgorithmSpecification"]["MetricDefinitions"]
-    lines = _metric_lines(caplog)
+    lines = metric_log_lines
 
     assert {d["Name"] for d in definitions} == set(lines)
     for definition in definitions:

@@ -137,9 +137,9 @@ def test_validation_columns_must_match_training(tmp_path: Path, train_job):
 
 
 def test_sigterm_saves_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
-    hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "60", "early-stopping-patience": "0", "dropout": "0.2",
+    hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "20", "early-stopping-patience": "0", "dropout": "0.2",
                        "num-layers": "2"}
-    channels = {"training": {"a.csv": sine_series(1500, 1)}}
+    channels = {"training": {"a.csv": sine_series(600, 1)}}
 
     reference = make_opt_ml(tmp_path / "reference", hyperparameters, channels)
     assert run_train(reference).returncode == 0
@@ -152,14 +152,14 @@ def test_sigterm_saves_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     assert process.stdout is not None
     for line in process.stdout:
         log.append(line)
-        if "epoch 3/60" in line:
+        if "epoch 3/20" in line:
             process.send_signal(signal.SIGTERM)
             break
     log += process.stdout.readlines()
     assert process.wait(timeout=60) == 0, "".join(log)
     stopped_meta = json.loads((base / "model" / "model.json").read_text())
     assert stopped_meta["summary"]["interrupted"] is True
-    assert 3 <= stopped_meta["summary"]["epochs_run"] < 60
+    assert 3 <= stopped_meta["summary"]["epochs_run"] < 20
     assert (base / "checkpoints" / CHECKPOINT_FILE).is_file()
 
     resumed = run_train(base)  # a restarted job finds the checkpoint and carries on

@@ -32,7 +32,9 @@ CONTENT_TYPES = ["text/csv"]
 # AlgorithmEstimator allows the intersection of every channel's modes starting from
 # {File, Pipe}, so FastFile would be rejected client-side even though `train` reads it.
 INPUT_MODES = ["File"]
-COMPRESSION_TYPES = ["None", "Gzip"]
+# Channel CompressionType Gzip is applied to Pipe mode only (File mode copies objects as they are), so
+# it is not offered; `.gz` files in a File-mode channel are still read (by their gzip header).
+COMPRESSION_TYPES = ["None"]
 INFERENCE_CONTENT_TYPES = ["text/csv", "application/json"]
 RESPONSE_MIME_TYPES = ["text/csv", "application/json"]
 
@@ -48,7 +50,9 @@ CPU_TRAINING_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5
 GPU_TRAINING_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.p3.2xlarge"]
 CPU_INFERENCE_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
                            "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge"]
-GPU_INFERENCE_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"]
+# No GPU inference types: SageMaker's GPU inference hosts run NVIDIA driver 470 (CUDA 11.4) unless the
+# model names an InferenceAmiVersion/TransformAmiVersion with a newer driver, and the CUDA 12.1 build then
+# falls back to the CPU. Scoring is fast on CPU (docs/benchmarks.md); GPUs stay for training.
 
 VALIDATION_INSTANCE = "ml.m5.xlarge"
 # A short validation run: SageMaker repeats it for every algorithm version and shows it to buyers.
@@ -66,7 +70,7 @@ class AlgorithmRequest:
     output_path: str  # S3 prefix for the validation jobs' model and transform output
     name: str = DEFAULT_ALGORITHM_NAME
     image_digest: str | None = None  # sha256:... of the pushed image
-    gpu: bool = False  # the image is the CUDA build: also offer GPU instance types
+    gpu: bool = False  # the image is the CUDA build: also offer GPU training instance types
     certify_for_marketplace: bool = False
     hyperparameters: dict[str, Any] = field(default_factory=lambda: dict(VALIDATION_HYPERPARAMETERS))
 
@@ -128,11 +132,10 @@ def training_specification(request: AlgorithmRequest) -> dict[str, Any]:
 
 
 def inference_specification(request: AlgorithmRequest) -> dict[str, Any]:
-    instances = CPU_INFERENCE_INSTANCES + (GPU_INFERENCE_INSTANCES if request.gpu else [])
     return {
         "Containers": [_image(request, "Image")],
-        "SupportedTransformInstanceTypes": instances,
-        "SupportedRealtimeInferenceInstanceTypes": instances,
+        "SupportedTransformInstanceTypes": CPU_INFERENCE_INSTANCES,
+        "SupportedRealtimeInferenceInstanceTypes": CPU_INFERENCE_INSTANCES,
         "SupportedContentTypes": INFERENCE_CONTENT_TYPES,
         "SupportedResponseMIMETypes": RESPONSE_MIME_TYPES,
     }

@@ -11,7 +11,6 @@ checks them against what the container parses, prints or answers.
 from __future__ import annotations
 
 import io
-import logging
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -151,15 +150,6 @@ def _metric_definitions() -> list[MetricDefinition]:
     return [MetricDefinition(name=metric.name, regex=metric.regex) for metric in metrics.METRICS]
 
 
-def _metric_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
-    """One log line per metric exactly as `train` prints it (cli.configure_process's log format)."""
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with caplog.at_level(logging.INFO, logger="lstm_ad.sagemaker.metrics"):
-        for index, metric in enumerate(metrics.METRICS):
-            metrics.emit(metric.name, 0.5 + index * 1.25e-3)
-    lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.sagemaker.metrics"]
-    return {metric.name: line for metric, line in zip(metrics.METRICS, lines, strict=True)}
-
 
 def test_model_trainer_sends_string_hyperparameters_that_train_parses(aws: StubbedAws, session: Session) -> None:
     trainer = _image_trainer(session, hyperparameters=NOTEBOOK_HYPERPARAMETERS, base_job_name="lstm-ad")
@@ -180,10 +170,10 @@ def test_model_trainer_sends_string_hyperparameters_that_train_parses(aws: Stubb
 
 
 def test_metric_definitions_sent_with_train_read_our_log_lines(aws: StubbedAws, session: Session,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+                                                               metric_log_lines: dict[str, str]) -> None:
     trainer = _image_trainer(session, base_job_name="lstm-ad").with_metric_definitions(_metric_definitions())
     definitions = _train(aws, trainer, {"training": f"{BUCKET}/train/"})["AlgorithmSpecification"]["MetricDefinitions"]
-    lines = _metric_lines(caplog)
+    lines = metric_log_lines
 
     assert [d["Name"] for d in definitions] == [metric.name for metric in metrics.METRICS]
     assert definitions == algorithm_spec.metric_definitions()  # the same list as the listing's specification

@@ -67,6 +67,14 @@ def share_one_malloc_arena() -> bool:
     return mallopt is not None and mallopt(M_ARENA_MAX, 1) == 1
 
 
+def configure_serve_worker(torch_threads: int) -> None:
+    """A new serve worker, right after the fork: its torch thread count and one malloc arena."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    share_one_malloc_arena()
+
+
 def torch_threads_per_calling_thread(threads: int) -> Callable[[], None]:
     """A hook to run at the start of every request: sets torch's thread count once per request thread."""
     import torch  # not at module level: `train` installs its signal handler before torch loads

@@ -26,7 +26,7 @@ from ..errors import ArtifactError, UserError
 from ..predictor import Predictor
 from .app import create_app
 from .paths import Paths, base_dir
-from .process import share_one_malloc_arena
+from .process import configure_serve_worker
 from .settings import (
     GRACEFUL_TIMEOUT_S,
     HEALTH_THREADS,
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_BAD_MODEL = 1
 EXIT_BAD_SETTINGS = 2
+QUEUED_CONNECTIONS = 16  # per worker: connections accepted beyond its threads (kept alive or waiting)
 
 
 class InferenceServer(BaseApplication):
@@ -57,10 +58,11 @@ class InferenceServer(BaseApplication):
             "workers": s.workers,
             "threads": s.threads,
             "worker_class": "lstm_ad.sagemaker.worker.HealthFirstWorker",
-            # A worker takes few more connections than it has threads for (room for 2 kept-alive ones):
-            # requests beyond wait in the listen queue, where another worker (or this one's replacement,
-            # if it is killed) takes them, instead of in a queue that dies with the worker.
-            "worker_connections": s.threads + HEALTH_THREADS + 2,
+            # A worker holds a bounded number of connections (gunicorn's default is 1000): requests beyond
+            # wait in the listen queue, where another worker (or this one's replacement, if it is killed)
+            # takes them, instead of in a queue that dies with the worker. The bound leaves room for
+            # kept-alive clients so that /ping is still accepted under load (scripts/bench_load.py).
+            "worker_connections": s.threads + HEALTH_THREADS + QUEUED_CONNECTIONS,
             "timeout": s.timeout_s,
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
             "keepalive": 75,  # longer than a load balancer's idle timeout (60 s)
@@ -77,7 +79,7 @@ class InferenceServer(BaseApplication):
 
     def load(self) -> Flask:
         """Runs in each worker after the fork."""
-        device = _worker_device(self.settings, self.worker_number)
+        device = worker_device(self.settings, self.worker_number)
         predictor = Predictor.load(self.paths.model_dir, device=device)
         # The first forward pass loads and compiles kernels (seconds): pay it before answering /ping.
         predictor.score(np.zeros((predictor.context_length + 1, predictor.columns)))
@@ -88,16 +90,19 @@ class InferenceServer(BaseApplication):
 
 def _post_fork(server: Any, worker: Any) -> None:
     """Runs in the new worker before `load`."""
-    torch.set_num_threads(server.app.settings.torch_threads)
-    share_one_malloc_arena()
+    configure_serve_worker(server.app.settings.torch_threads)
     server.app.worker_number = worker.age  # 1, 2, ... in spawn order: spreads workers over GPUs
 
 
-def _worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
+def worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
     if not settings.use_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        logger.warning("GPU device files are present but CUDA is unavailable: this worker scores on the CPU.")
+        logger.warning("GPU device files are present but CUDA is unavailable to this torch (built for CUDA %s): "
+                       "the host's NVIDIA driver is probably older than that build needs (SageMaker's GPU "
+                       "inference hosts run driver 470 unless the model sets an InferenceAmiVersion or "
+                       "TransformAmiVersion with a newer one). This worker scores on the CPU.",
+                       torch.version.cuda or "no CUDA")
         return torch.device("cpu")
     return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
 
