@@ -171,7 +171,6 @@ def test_docker_local_train_reports_the_failure(tmp_path: Path, stand_in: dict[s
 
 
 def test_docker_local_serve_and_predict(tmp_path: Path, stand_in: dict[str, str]) -> None:
-    pytest.importorskip("lstm_ad.sagemaker.server", reason="the serve module is not in this checkout yet")
     if shutil.which("curl") is None:
         pytest.skip("docker_local.sh predict needs curl")
     write_csv(tmp_path / "data" / "a.csv", sine_series(300, columns=2))
