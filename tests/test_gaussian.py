@@ -62,3 +62,45 @@ def test_nan_rows_score_nan_and_json_round_trip():
 def test_fit_rejects_unusable_input(bad):
     with pytest.raises(ValueError):
         Gaussian.fit(bad)
+
+
+# --- attribution: each entry's term of the squared Mahalanobis distance --------------------------
+
+
+def test_contributions_sum_to_twice_the_gap_to_the_best_score():
+    rng = np.random.default_rng(5)
+    g = Gaussian.fit(rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6)))
+    points = rng.standard_normal((30, 6)) * 2
+    terms = g.contributions(points)
+    reference = multivariate_normal(mean=g.mean, cov=g.cov)
+    np.testing.assert_allclose(g.best_log_likelihood, reference.logpdf(g.mean), rtol=1e-12)
+    np.testing.assert_allclose(terms.sum(axis=1), 2 * (reference.logpdf(g.mean) - reference.logpdf(points)),
+                               rtol=1e-9)
+
+
+def test_contributions_of_a_diagonal_gaussian_are_squared_standardised_errors():
+    """Hand-made: independent entries, so an entry's share is its own (e - mean)^2 / variance."""
+    g = Gaussian(mean=np.array([1.0, 0.0, -1.0]), cov=np.diag([4.0, 1.0, 0.25]))
+    terms = g.contributions(np.array([[1.0, 3.0, -1.0], [5.0, 0.0, -0.5]]))
+    np.testing.assert_allclose(terms, [[0.0, 9.0, 0.0], [4.0, 0.0, 1.0]], atol=1e-12)
+
+
+def test_contributions_blame_the_entry_that_breaks_the_correlation():
+    """Hand-made: two strongly correlated entries and an independent one. Moving both correlated entries
+    together costs little; moving one alone makes it (and its partner, which now disagrees) the culprits,
+    with the partner's term smaller; the independent entry at its mean takes no share."""
+    cov = np.array([[1.0, 0.9, 0.0], [0.9, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    g = Gaussian(mean=np.zeros(3), cov=cov)
+    together, alone = g.contributions(np.array([[2.0, 2.0, 0.0], [2.0, 0.0, 0.0]]))
+    assert together.sum() < alone.sum()
+    np.testing.assert_allclose(alone, [2 * 2 / 0.19, 2 * 0 * -1.8 / 0.19, 0.0], atol=1e-12)
+    assert alone[0] > 20 and alone[2] == 0.0
+    np.testing.assert_allclose(together, [2 * 0.2 / 0.19, 2 * 0.2 / 0.19, 0.0], atol=1e-12)
+
+
+def test_contributions_keep_nan_rows_and_check_shapes():
+    g = Gaussian(mean=np.zeros(2), cov=np.eye(2))
+    terms = g.contributions(np.array([[np.nan, np.nan], [1.0, 2.0]]))
+    assert np.isnan(terms[0]).all() and np.allclose(terms[1], [1.0, 4.0])
+    with pytest.raises(ValueError):
+        g.contributions(np.zeros((3, 3)))

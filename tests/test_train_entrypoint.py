@@ -21,6 +21,8 @@ from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_seri
 from lstm_ad.checkpoint import CHECKPOINT_FILE
 from lstm_ad.predictor import Predictor
 from lstm_ad.tensor_files import load_tensors
+from lstm_ad.threshold import alarm_threshold
+from lstm_ad.training import split_point
 
 TRAIN = str(Path(sys.executable).parent / "train")
 
@@ -43,7 +45,7 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
 
     for name in ("train_mse", "train_mae", "calibration_mse", "valid_mse", "valid_mae"):
         assert len(metric_values(result.stdout, name)) == 3, name  # one per epoch
-    for name in ("train:mse", "train:mae", "calibration:mse", "valid:mse", "valid:mae"):
+    for name in ("train:mse", "train:mae", "calibration:mse", "valid:mse", "valid:mae", "alarm:threshold"):
         assert len(metric_values(result.stdout, name)) == 1, name
 
     state, _ = load_tensors(base / "model" / "weights.npz")
@@ -56,6 +58,16 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     scored = predictor.score(sine_series(100, 2, seed=3))
     assert np.isnan(scored.log_likelihood[:20]).all() and np.isfinite(scored.log_likelihood[20:]).all()
     assert scored.predictions.shape == (100, 2)
+
+    # The stored threshold follows the documented rule on the calibration rows' scores (the last 20 % of
+    # each file, warmed up on the context-length rows before), and is reported in the log and the metrics.
+    calibration = [predictor.score(s[split_point(len(s), 0.2) - 20:]).log_likelihood[20:]
+                   for s in (sine_series(400, 2), sine_series(300, 2, seed=1))]
+    expected = alarm_threshold(np.concatenate(calibration), 0.001)
+    assert meta["alarm_threshold"] == predictor.alarm_threshold
+    np.testing.assert_allclose(predictor.alarm_threshold, expected, rtol=1e-5)
+    np.testing.assert_allclose(metric_values(result.stdout, "alarm:threshold"), [expected], rtol=1e-5)
+    assert "Alarm threshold: log-likelihood" in result.stdout and "calibration rows" in result.stdout
 
 
 def test_accepts_gzip_training_files(tmp_path: Path, train_job):
@@ -193,6 +205,9 @@ def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     normal = np.r_[scores[50:590], scores[630:]]
     assert 598 <= int(np.nanargmin(scores)) <= 620
     assert np.nanmin(scores[600:615]) < normal.min() - 10
+    alarm = Predictor.load(base / "model").score(test, alarm=True).alarm
+    assert alarm[600:615].max() == 1  # the stored threshold catches it
+    assert np.nanmean(np.r_[alarm[50:590], alarm[630:]]) < 0.01  # and rarely fires on normal rows
 
 
 

@@ -3,6 +3,16 @@
 Public methods validate, private ones compute. The covariance is regularised with a
 small ridge so that it is always positive definite, even when an error component is
 constant (a constant column) or there are fewer vectors than dimensions.
+
+Attribution. The log-likelihood of a vector e is
+
+    log N(e; mean, cov) = best - D(e)^2 / 2,   D(e)^2 = (e - mean)^T cov^-1 (e - mean),
+
+where best = log N(mean; mean, cov) is the highest score there is. D^2 is a sum over the
+entries of e: D^2 = sum_i (e - mean)_i [cov^-1 (e - mean)]_i. `contributions` returns these
+terms, so that they sum exactly to D^2 = 2 (best - score); a term is negative when an entry's
+error goes against what the correlations predict from the others (it makes the vector less
+surprising). With a diagonal covariance the terms are the squared standardised errors.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,31 @@ class Gaussian:
             block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
             z = solve_triangular(chol, block.T, lower=True, check_finite=False)  # L^-1 (e - mean): (k, rows)
             result[start:start + ROWS_PER_BLOCK] = -0.5 * (constant + np.einsum("ij,ij->j", z, z))
+        return result
+
+    @property
+    def best_log_likelihood(self) -> float:
+        """log N(mean; mean, cov): the highest score there is (score = this - D^2 / 2)."""
+        chol = np.linalg.cholesky(self.cov)
+        return -0.5 * (self.dim * math.log(2.0 * math.pi) + 2.0 * float(np.log(np.diag(chol)).sum()))
+
+    def contributions(self, errors: np.ndarray) -> np.ndarray:
+        """Each entry's term of the squared Mahalanobis distance (n, k): rows sum to 2 (best - score).
+
+        NaN rows give NaN rows.
+        """
+        errors = np.asarray(errors)
+        if errors.ndim != 2 or errors.shape[1] != self.dim:
+            raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
+        return self._contributions(errors)
+
+    def _contributions(self, errors: np.ndarray) -> np.ndarray:
+        factor = cho_factor(self.cov, lower=True, check_finite=False)
+        result = np.empty(errors.shape)
+        for start in range(0, len(errors), ROWS_PER_BLOCK):
+            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
+            weighted = cho_solve(factor, block.T, check_finite=False).T  # cov^-1 (e - mean), per row
+            result[start:start + ROWS_PER_BLOCK] = block * weighted
         return result
 
     def to_json(self) -> dict[str, list]:

@@ -29,6 +29,7 @@ from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster
 from .predictor import MAX_STANDARDISED, Predictor, network_config
 from .sharding import ShardedGradient, shard_count, single_threaded_kernels
+from .threshold import alarm_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class TrainingSummary:
     stopped_early: bool  # early stopping
     interrupted: bool  # stop requested (SIGTERM)
     calibration_rows: int
-    metrics: dict[str, float]  # final: train:mse, train:mae, calibration:mse (+ valid:mse, valid:mae)
+    metrics: dict[str, float]  # final: train:mse, train:mae, calibration:mse (+ valid:mse, valid:mae), alarm:threshold
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -291,14 +292,19 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                        "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
                        len(calibration_errors), dimension, 10 * dimension)
     gaussian = Gaussian.fit(calibration_errors)
+    threshold = alarm_threshold(gaussian.log_likelihood(calibration_errors), hp.alarm_fraction)
+    logger.info("Alarm threshold: log-likelihood %.6g, the %g quantile of the %d calibration rows' scores "
+                "(alarm-fraction); the alarm output flags rows scoring below it.", threshold, hp.alarm_fraction,
+                len(calibration_errors))
     final = dict(zip(("train:mse", "train:mae"),
                      _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=True))
     final["calibration:mse"] = _mse_mae(calibration_errors)[0]
     if validation_parts:
         final.update(zip(("valid:mse", "valid:mae"),
                          _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=True))
+    final["alarm:threshold"] = threshold
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
                               calibration_rows=len(calibration_errors), metrics=final)
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json())
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold)
     return TrainingResult(predictor, summary)
