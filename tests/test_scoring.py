@@ -86,3 +86,41 @@ def test_grouping_of_chunks_does_not_change_results():
 def test_series_no_longer_than_context_has_no_scores():
     result = forecast_errors(make_network(), np.zeros((5, 2)), 5, 100)
     assert np.isnan(result.errors).all() and result.first_scored_row == 5
+
+
+# --- attribution: each column's share of D^2 ------------------------------------------------------
+
+
+def test_column_shares_of_a_diagonal_gaussian_are_each_columns_squared_standardised_errors():
+    """Hand-made: l = 2 horizons x d = 3 columns, independent entries with known variances."""
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.predictor import column_shares
+
+    variances = np.array([1.0, 4.0, 0.25, 1.0, 4.0, 0.25])  # horizon-major: h1 (c1, c2, c3), h2 (c1, c2, c3)
+    g = Gaussian(mean=np.zeros(6), cov=np.diag(variances))
+    e = np.array([[0.0, 4.0, 0.0, 0.0, 2.0, 0.5], [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [np.nan] * 6])
+    shares = column_shares(g.contributions(e), 3)
+    np.testing.assert_allclose(shares[:2], [[0.0, 16 / 4 + 4 / 4, 0.5**2 / 0.25], [2.0, 0.0, 0.0]])
+    assert np.isnan(shares[2]).all()  # a warm-up row stays empty
+    scores = g.log_likelihood(e[:2])
+    np.testing.assert_allclose(shares[:2].sum(axis=1), 2 * (g.best_log_likelihood - scores))
+
+
+def test_column_shares_are_non_negative_and_sum_to_the_distance_with_correlations():
+    """Correlated columns: a column whose error breaks the correlation gets a share, none is negative,
+    and the shares still add up to D^2 = 2 (best - score)."""
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.predictor import column_shares
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((2000, 1))
+    errors = np.hstack([base + 0.1 * rng.standard_normal((2000, 1)), base + 0.1 * rng.standard_normal((2000, 1)),
+                        rng.standard_normal((2000, 1))])
+    g = Gaussian.fit(errors)
+    points = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 3.0], [2.0, 2.0, 0.0]])
+    shares = column_shares(g.contributions(points), 3)
+    assert (shares >= 0).all()
+    np.testing.assert_allclose(shares.sum(axis=1), 2 * (g.best_log_likelihood - g.log_likelihood(points)))
+    assert shares[0, :2].min() > 10 * shares[0, 2]  # the two columns that disagree
+    assert shares[1, 2] > 10 * shares[1, :2].max()  # the independent column far out
+    assert shares[2].sum() < shares[0].sum()  # moving together is far less surprising

@@ -48,8 +48,8 @@ class ScoreResult:
     prediction in original units. Warm-up rows (the first context-length) are NaN.
 
     Optional, when asked for: `alarm` 1.0 where the score is below the stored threshold, else 0.0;
-    `attribution` each column's share of the squared Mahalanobis distance (its l error entries'
-    terms, Gaussian.contributions), which sum over the columns to 2 (best - score)."""
+    `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error
+    vector (column_shares), which sum over the columns to D^2 = 2 (best - score)."""
 
     log_likelihood: np.ndarray  # (rows,)
     predictions: np.ndarray  # (rows, columns)
@@ -182,10 +182,21 @@ def _optional_float(value: Any) -> float | None:
 
 
 def column_shares(contributions: np.ndarray, columns: int) -> np.ndarray:
-    """(rows, l*d) per-entry terms (horizon-major: entry h*d + j is column j at horizon h+1)
-    -> (rows, d) per-column sums."""
+    """(rows, l*d) terms of D^2 (Gaussian.contributions; horizon-major: entry h*d + j is column j at
+    horizon h+1) -> (rows, d) each column's share of D^2: D^2 split in proportion to the absolute size of
+    each column's terms. Shares are >= 0 and sum to D^2 = 2 (best - score) on every row.
+
+    Why absolute sizes: a term is negative when an entry's error goes against what the correlations
+    predict from the others, which is as much a part of the anomaly as a large positive term; signed sums
+    let such terms cancel, and ranked the dataset's culprit columns worse (scripts/bench_answers.py).
+    """
     rows = contributions.shape[0]
-    shares: np.ndarray = contributions.reshape(rows, -1, columns).sum(axis=1)
+    terms = contributions.reshape(rows, -1, columns)
+    size = np.abs(terms).sum(axis=1)  # (rows, d)
+    total = size.sum(axis=1, keepdims=True)
+    distance = terms.sum(axis=(1, 2))[:, None]  # D^2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares: np.ndarray = np.where(total > 0, size / total, 0.0) * distance
     return shares
 
 
