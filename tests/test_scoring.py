@@ -124,3 +124,37 @@ def test_column_shares_are_non_negative_and_sum_to_the_distance_with_correlation
     assert shares[0, :2].min() > 10 * shares[0, 2]  # the two columns that disagree
     assert shares[1, 2] > 10 * shares[1, :2].max()  # the independent column far out
     assert shares[2].sum() < shares[0].sum()  # moving together is far less surprising
+
+
+def test_an_artifact_without_a_threshold_loads_scores_and_refuses_only_alarms(tmp_path):
+    """model.json written before alarm_threshold existed: same scores; alarms need a retrain."""
+    import json
+
+    import pytest
+    import torch
+
+    from lstm_ad.data import Scaler
+    from lstm_ad.errors import UserError
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.hyperparameters import Hyperparameters
+    from lstm_ad.model import LSTMForecaster, NetworkConfig
+    from lstm_ad.predictor import Predictor
+
+    torch.manual_seed(0)
+    network = LSTMForecaster(NetworkConfig(columns=1, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
+    predictor = Predictor(network.eval(), Hyperparameters(context_length=5, prediction_length=2, hidden_size=4,
+                                                          num_layers=1),
+                          Scaler(np.zeros(1), np.ones(1)), Gaussian(np.zeros(2), np.eye(2)), 1024, {}, -3.0)
+    predictor.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["alarm_threshold"] == -3.0
+    del meta["alarm_threshold"]
+    del meta["hyperparameters"]["alarm-fraction"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    old = Predictor.load(tmp_path)
+    values = np.sin(np.arange(40.0))[:, None]
+    assert old.alarm_threshold is None and old.hyperparameters.alarm_fraction == 0.001
+    np.testing.assert_array_equal(old.score(values).log_likelihood, predictor.score(values).log_likelihood)
+    assert old.score(values, attribution=True).attribution.shape == (40, 1)
+    with pytest.raises(UserError, match="retrain"):
+        old.score(values, alarm=True)
