@@ -104,3 +104,29 @@ def test_contributions_keep_nan_rows_and_check_shapes():
     assert np.isnan(terms[0]).all() and np.allclose(terms[1], [1.0, 4.0])
     with pytest.raises(ValueError):
         g.contributions(np.zeros((3, 3)))
+
+
+# --- missing entries: the exact marginal over the observed entries ---------------------------------
+
+
+def test_rows_with_missing_entries_get_the_marginal_log_likelihood_of_scipy():
+    rng = np.random.default_rng(6)
+    g = Gaussian.fit(rng.standard_normal((500, 5)) @ rng.standard_normal((5, 5)))
+    points = rng.standard_normal((40, 5)) * 2
+    mask = rng.random((40, 5)) < 0.3
+    mask[0] = False  # a complete row
+    mask[1] = True  # nothing observed
+    mask[2] = [True, True, True, True, False]  # one entry
+    gappy = np.where(mask, np.nan, points)
+    scores = g.log_likelihood(gappy)
+    assert np.isnan(scores[1]) and np.isfinite(np.delete(scores, 1)).all()
+    for i in np.delete(np.arange(40), 1):
+        o = np.flatnonzero(~mask[i])
+        expected = multivariate_normal(mean=g.mean[o], cov=g.cov[np.ix_(o, o)]).logpdf(points[i, o])
+        np.testing.assert_allclose(scores[i], expected, rtol=1e-10)
+    terms = g.contributions(gappy)
+    assert (np.isnan(terms) == mask).all()  # missing entries have no term
+    for i in (0, 2, 5):
+        o = np.flatnonzero(~mask[i])
+        marginal = multivariate_normal(mean=g.mean[o], cov=g.cov[np.ix_(o, o)])
+        np.testing.assert_allclose(np.nansum(terms[i]), 2 * (marginal.logpdf(g.mean[o]) - scores[i]), rtol=1e-9)

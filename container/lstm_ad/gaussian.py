@@ -13,6 +13,12 @@ entries of e: D^2 = sum_i (e - mean)_i [cov^-1 (e - mean)]_i. `contributions` re
 terms, so that they sum exactly to D^2 = 2 (best - score); a term is negative when an entry's
 error goes against what the correlations predict from the others (it makes the vector less
 surprising). With a diagonal covariance the terms are the squared standardised errors.
+
+Missing entries (NaN). A vector with some entries missing is scored by the exact marginal
+of the Gaussian over the entries it has: N(e_o; mean_o, cov_oo) (no imputation); its
+contributions are those of that marginal (NaN for the missing entries), and they sum to
+2 (best_o - score) with best_o the marginal's highest score. A vector with no entry scores NaN.
+Rows are grouped by their pattern of missing entries, one factorisation per pattern.
 """
 
 from __future__ import annotations
@@ -59,11 +65,36 @@ class Gaussian:
         return int(self.mean.shape[0])
 
     def log_likelihood(self, errors: np.ndarray) -> np.ndarray:
-        """log N(e; mean, cov) for each row of `errors` (n, k), float32 or float64; NaN rows give NaN."""
+        """log N(e; mean, cov) for each row of `errors` (n, k), float32 or float64. A row with missing
+        entries (NaN) gets the marginal log-likelihood of the entries it has; a row with none gets NaN."""
         errors = np.asarray(errors)
         if errors.ndim != 2 or errors.shape[1] != self.dim:
             raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
-        return self._log_likelihood(errors)
+        result = np.full(len(errors), np.nan)
+        for rows, observed in self._patterns(errors):
+            marginal = self if observed is None else self._marginal(observed)
+            block = errors[rows] if observed is None else errors[np.ix_(rows, observed)]
+            result[rows] = marginal._log_likelihood(block)
+        return result
+
+    def _patterns(self, errors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """(rows, observed entries or None for all) for each pattern of missing entries that has an entry."""
+        missing = np.isnan(errors)
+        gappy = missing.any(axis=1)
+        found: list[tuple[np.ndarray, np.ndarray | None]] = []
+        complete = np.flatnonzero(~gappy)
+        if len(complete):
+            found.append((complete, None))
+        if gappy.any():
+            rows = np.flatnonzero(gappy)
+            patterns, inverse = np.unique(missing[rows], axis=0, return_inverse=True)
+            for index, pattern in enumerate(patterns):
+                if not pattern.all():
+                    found.append((rows[inverse.ravel() == index], np.flatnonzero(~pattern)))
+        return found
+
+    def _marginal(self, observed: np.ndarray) -> Gaussian:
+        return Gaussian(mean=self.mean[observed], cov=self.cov[np.ix_(observed, observed)])
 
     def _log_likelihood(self, errors: np.ndarray) -> np.ndarray:
         chol = np.linalg.cholesky(self.cov)
@@ -85,12 +116,18 @@ class Gaussian:
     def contributions(self, errors: np.ndarray) -> np.ndarray:
         """Each entry's term of the squared Mahalanobis distance (n, k): rows sum to 2 (best - score).
 
-        NaN rows give NaN rows.
+        Missing entries (NaN) get NaN, and the others the terms of the marginal over the observed entries.
         """
         errors = np.asarray(errors)
         if errors.ndim != 2 or errors.shape[1] != self.dim:
             raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
-        return self._contributions(errors)
+        result = np.full(errors.shape, np.nan)
+        for rows, observed in self._patterns(errors):
+            if observed is None:
+                result[rows] = self._contributions(errors[rows])
+            else:
+                result[np.ix_(rows, observed)] = self._marginal(observed)._contributions(errors[np.ix_(rows, observed)])
+        return result
 
     def _contributions(self, errors: np.ndarray) -> np.ndarray:
         factor = cho_factor(self.cov, lower=True, check_finite=False)

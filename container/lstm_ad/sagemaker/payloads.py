@@ -4,7 +4,8 @@ CSV request: the training layout (no header, one column per variable, one row pe
 time step). CSV response: one line per request row, `log_likelihood,pred_1,...,pred_d`,
 with empty fields for the warm-up rows (`,,` for two columns).
 
-JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows), optionally
+JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows; null for a
+missing value, as an empty cell in CSV), optionally
 with `"output": ["alarm", "attribution"]` (see outputs.py).
 JSON response: `{"log_likelihood": [...], "predictions": [[...], ...]}`, one entry per
 request row, `null` for warm-up rows, numbers at full float64 precision.
@@ -75,10 +76,11 @@ def decode_json_request(body: bytes, columns: int | None = None) -> tuple[np.nda
             raise DataError(f"{SOURCE}, row {row_no}: expected a list of {max(width, 1)} numbers like row 1, "
                             f"got {excerpt(json.dumps(row))}. Every row must have the same number of values.")
         for col_no, cell in enumerate(row, start=1):
-            if not _finite_number(cell):
+            if cell is not None and not _finite_number(cell):
                 raise DataError(f"{SOURCE}, row {row_no}, column {col_no}: {excerpt(json.dumps(cell))} is not a "
-                                "finite number. Every value must be a number within the float64 range.")
-    return np.asarray(rows, dtype=np.float64), outputs
+                                "finite number. Every value must be a number within the float64 range, or null "
+                                "when it is missing.")
+    return np.array(rows, dtype=np.float64), outputs
 
 
 def _finite_number(cell: Any) -> bool:
