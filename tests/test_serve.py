@@ -199,6 +199,52 @@ def test_lstm_ad_output_sets_the_layout_of_every_answer(trained: Path, predictor
         server.stop()
 
 
+def gappy_series() -> np.ndarray:
+    series = sine_series(160, columns=2, seed=12)
+    series[60:70, 0] = np.nan  # a gap in one column
+    series[90:93, :] = np.nan  # rows with nothing observed
+    series[5, 1] = np.nan  # a gap in the warm-up
+    return series
+
+
+def gappy_csv(series: np.ndarray) -> bytes:
+    return "\n".join(",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in series).encode() + b"\n"
+
+
+@pytest.mark.parametrize("accept", ["text/csv", 'text/csv; output="alarm,attribution"'])
+def test_gaps_as_empty_csv_cells(server: Server, predictor: Predictor, accept: str) -> None:
+    series = gappy_series()
+    response = server.post_csv(gappy_csv(series), Accept=accept)
+    assert response.status_code == 200, response.text
+    extras = "output" in accept
+    expected = predictor.score(series, alarm=extras, attribution=extras)
+    assert response.content == encode_csv(expected)
+    got = parse_answer(response.text)
+    assert got.shape == (160, 6 if extras else 3)
+    assert np.isfinite(got[60:70, 0]).all()  # rows with a gap still get a (marginal) score
+    assert np.isnan(got[90:93, 0]).all() and np.isfinite(got[90:93, 1:3]).all()  # nothing observed: no score
+    assert np.isfinite(np.delete(got[CONTEXT:, 0], np.arange(90 - CONTEXT, 93 - CONTEXT))).all()
+    if extras:
+        assert np.isnan(got[60:70, 4]).all() and np.isfinite(got[60:70, 5]).all()  # a missing column: no share
+        assert np.isnan(got[90:93, 3:]).all()
+
+
+def test_gaps_as_json_nulls(server: Server, predictor: Predictor) -> None:
+    series = gappy_series()
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in series]
+    response = requests.post(server.url + "/invocations", json={"values": rows, "output": ["alarm"]},
+                             headers={"Accept": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    expected = predictor.score(series, alarm=True)
+    assert document["log_likelihood"][90:93] == [None] * 3 and document["alarm"][90:93] == [None] * 3
+    finite = np.isfinite(expected.log_likelihood)
+    scores = np.array(document["log_likelihood"], dtype=float)
+    assert scores[finite].tolist() == expected.log_likelihood[finite].tolist()
+    as_csv = server.post_csv(gappy_csv(series))  # the same series as CSV: the same scores
+    np.testing.assert_allclose(parse_answer(as_csv.text)[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+
+
 def test_concurrent_requests_each_get_their_own_answer(server: Server, predictor: Predictor) -> None:
     series = [sine_series(50 + 37 * i, columns=2, seed=i) for i in range(12)]
     expected = [encode_csv(predictor.score(s)) for s in series]

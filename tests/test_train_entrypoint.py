@@ -70,6 +70,22 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     assert "Alarm threshold: log-likelihood" in result.stdout and "calibration rows" in result.stdout
 
 
+def test_trains_on_files_with_empty_cells_and_reports_what_it_left_out(tmp_path: Path, train_job):
+    base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {}})
+    values = sine_series(400, 2)
+    values[100:130, 1] = np.nan
+    values[350, 0] = np.nan  # in the calibration part
+    text = "".join(",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) + "\n" for row in values)
+    (base / "input" / "data" / "training").mkdir(parents=True, exist_ok=True)
+    (base / "input" / "data" / "training" / "gappy.csv").write_text(text)
+    result = train_job(base)
+    assert result.returncode == 0, result.stdout
+    assert "Missing values: 31 empty cells" in result.stdout and "are skipped" in result.stdout
+    summary = json.loads((base / "model" / "model.json").read_text())["summary"]
+    assert summary["missing_values"] == 31 and summary["skipped_subsequences"] > 0
+    assert summary["skipped_calibration_rows"] > 0
+
+
 def test_accepts_gzip_training_files(tmp_path: Path, train_job):
     base = make_opt_ml(tmp_path, {**TINY_HYPERPARAMETERS, "epochs": "1"}, {"training": {}})
     (base / "input/data/training").mkdir(parents=True)
@@ -110,6 +126,9 @@ def _with_text(text: str):
         ({}, {"a.csv": GOOD}, _with_text("1,2\n3," + "9" * 200_000 + "\n"),
          r"bad\.csv, line 2, column 2: '9{40}\.\.\.' is not a finite number"),
         ({}, {"a.csv": GOOD}, _with_text("1;2\n3;4\n"), r"bad\.csv, line 1, column 1: '1;2' holds a semicolon"),
+        ({}, {"a.csv": GOOD}, lambda base: (base / "input/data/training/a.csv").write_text(
+            "".join(f"{v:.4f},\n" for v in GOOD[:, 0])),
+         r"Column 2 has no values in the fitting part .* every cell is empty\. Remove the column"),
         ({}, {"a.csv": np.r_[GOOD[:100], [[1e300, 0.0]], GOOD[101:]]}, None,
          r"Column 1: values as large as 1e\+300 make its mean or standard deviation overflow"),
         ({}, {"a.csv": GOOD}, lambda base: (base / "input/config/inputdataconfig.json").write_text(
