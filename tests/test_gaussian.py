@@ -130,3 +130,19 @@ def test_rows_with_missing_entries_get_the_marginal_log_likelihood_of_scipy():
         o = np.flatnonzero(~mask[i])
         marginal = multivariate_normal(mean=g.mean[o], cov=g.cov[np.ix_(o, o)])
         np.testing.assert_allclose(np.nansum(terms[i]), 2 * (marginal.logpdf(g.mean[o]) - scores[i]), rtol=1e-9)
+
+
+def test_marginals_stay_accurate_with_a_near_constant_entry():
+    """Like a constant column's errors (variance at the ridge): both routes of _gappy against scipy."""
+    rng = np.random.default_rng(7)
+    errors = rng.standard_normal((800, 6)) @ rng.standard_normal((6, 6))
+    errors[:, 3] = 1e-9 * rng.standard_normal(800)
+    g = Gaussian.fit(errors)
+    points = rng.standard_normal((6, 6))
+    points[:, 3] = 0.0
+    for missing in ([0], [3], [0, 1, 2, 4], [1, 3, 5]):
+        gappy = points.copy()
+        gappy[:, missing] = np.nan
+        o = np.setdiff1d(np.arange(6), missing)
+        expected = multivariate_normal(mean=g.mean[o], cov=g.cov[np.ix_(o, o)]).logpdf(points[:, o])
+        np.testing.assert_allclose(g.log_likelihood(gappy), expected, rtol=1e-6)
