@@ -40,11 +40,13 @@ def predictor() -> Predictor:
     """A real predictor, untrained: random weights are enough to check the HTTP layer against it."""
     torch.manual_seed(0)
     network = LSTMForecaster(NetworkConfig(columns=2, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
-    return Predictor(network=network.eval(),
-                     hyperparameters=Hyperparameters(context_length=CONTEXT, prediction_length=2),
-                     scaler=Scaler(mean=np.array([0.1, -0.2]), std=np.array([0.7, 1.3])),
-                     gaussian=Gaussian(mean=np.zeros(4), cov=np.eye(4) * 0.5 + 0.1),
-                     chunk_length=default_chunk_length(CONTEXT))
+    predictor = Predictor(network=network.eval(),
+                          hyperparameters=Hyperparameters(context_length=CONTEXT, prediction_length=2),
+                          scaler=Scaler(mean=np.array([0.1, -0.2]), std=np.array([0.7, 1.3])),
+                          gaussian=Gaussian(mean=np.zeros(4), cov=np.eye(4) * 0.5 + 0.1),
+                          chunk_length=default_chunk_length(CONTEXT))
+    predictor.alarm_threshold = float(np.nanmedian(predictor.score(SERIES).log_likelihood))  # both 0s and 1s
+    return predictor
 
 
 @pytest.fixture()
@@ -131,7 +133,6 @@ BAD_REQUESTS = [
     ("text cell", "text/csv", lines(*GOOD_ROWS[:2], "1.0,abc", *GOOD_ROWS[3:]), 400, ["line 3, column 2", "'abc'"]),
     ("nan", "text/csv", lines(*GOOD_ROWS[:9], "nan,1", *GOOD_ROWS[10:]), 400, ["line 10, column 1", "finite"]),
     ("inf", "text/csv", lines(*GOOD_ROWS[:4], "1,inf", *GOOD_ROWS[5:]), 400, ["line 5, column 2", "finite"]),
-    ("empty cell", "text/csv", lines(*GOOD_ROWS[:6], "1,", *GOOD_ROWS[7:]), 400, ["line 7, column 2", "empty"]),
     ("ragged", "text/csv", lines(*GOOD_ROWS[:3], "1.0", *GOOD_ROWS[4:]), 400, ["line 4", "1 columns"]),
     ("empty body", "text/csv", b"", 400, ["empty"]),
     ("blank body", "text/csv", b"\n \n", 400, ["empty"]),
@@ -141,7 +142,7 @@ BAD_REQUESTS = [
     ("json no rows", "application/json", b'{"rows": [[1, 2]]}', 400, ['"values"']),
     ("json ragged", "application/json", json.dumps([[1, 2], [3]]).encode(), 400, ["row 2", "2 numbers"]),
     ("json text", "application/json", json.dumps([[1, 2], [3, "x"]]).encode(), 400, ["row 2, column 2", '"x"']),
-    ("json null", "application/json", json.dumps([[1, None], [3, 4]]).encode(), 400, ["row 1, column 2"]),
+    ("nan text", "text/csv", lines(*GOOD_ROWS[:6], "1,NaN", *GOOD_ROWS[7:]), 400, ["line 7, column 2", "empty"]),
     ("xml", "application/xml", b"<a/>", 415, ["application/xml", "text/csv"]),
     ("jsonlines", "application/jsonlines", b"[1, 2]", 415, ["application/jsonlines"]),
 ]
@@ -182,7 +183,7 @@ class BrokenPredictor:
 
     columns = 2
 
-    def score(self, values: np.ndarray) -> ScoreResult:
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult:
         raise KeyError("internal detail")
 
 
@@ -341,3 +342,109 @@ def test_values_far_beyond_the_training_range_score_as_finite_extremes(client, p
     assert np.isfinite(got[CONTEXT:]).all()
     assert int(np.argmin(got[CONTEXT:, 0])) + CONTEXT in (30, 31)  # as target at 30, as input for 31
     assert got[30, 0] < predictor.score(SERIES).log_likelihood[CONTEXT:].min() - 1000
+
+
+# --- optional outputs: alarm and attribution -------------------------------------------------------
+
+
+def expected_columns(predictor: Predictor, alarm: bool, attribution: bool) -> np.ndarray:
+    result = predictor.score(SERIES, alarm=alarm, attribution=attribution)
+    columns = [result.log_likelihood[:, None], result.predictions]
+    if alarm:
+        columns.append(result.alarm[:, None])
+    if attribution:
+        columns.append(result.attribution)
+    return np.hstack(columns)
+
+
+OUTPUT_REQUESTS = [
+    # (id, settings' LSTM_AD_OUTPUT, request headers, JSON "output" field or None, alarm, attribution)
+    ("default", "", {}, None, False, False),
+    ("env alarm", "alarm", {}, None, True, False),
+    ("env both", "attribution,alarm", {}, None, True, True),
+    ("accept quoted", "", {"Accept": 'text/csv; output="alarm,attribution"'}, None, True, True),
+    ("accept plus", "", {"Accept": "text/csv;output=attribution+alarm"}, None, True, True),
+    ("accept overrides env", "alarm,attribution", {"Accept": "text/csv; output=none"}, None, False, False),
+    ("custom attributes", "", {"X-Amzn-SageMaker-Custom-Attributes": "output=attribution"}, None, False, True),
+    ("json field", "", {}, ["alarm"], True, False),
+    ("json field overrides accept", "", {"Accept": "text/csv; output=alarm"}, "attribution", False, True),
+]
+
+
+@pytest.mark.parametrize("env, headers, field, alarm, attribution", [case[1:] for case in OUTPUT_REQUESTS],
+                         ids=[case[0] for case in OUTPUT_REQUESTS])
+def test_optional_outputs_come_after_the_default_columns_with_the_same_warm_up(
+        predictor: Predictor, env: str, headers: dict, field, alarm: bool, attribution: bool) -> None:
+    client = create_app(predictor, settings_from_env({"LSTM_AD_OUTPUT": env}, cpus=2)).test_client()
+    if field is None:
+        response = client.post("/invocations", data=csv_bytes(SERIES), headers={"Content-Type": "text/csv", **headers})
+    else:
+        response = client.post("/invocations", json={"values": SERIES.tolist(), "output": field}, headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.mimetype == "text/csv"
+    text = response.data.decode()
+    width = 3 + alarm + 2 * attribution
+    assert text.splitlines()[:CONTEXT] == ["," * (width - 1)] * CONTEXT
+    got = parse_response_csv(text)
+    assert got.shape == (ROWS, width)
+    np.testing.assert_allclose(got, expected_columns(predictor, alarm, attribution), rtol=1e-8, atol=1e-300,
+                               equal_nan=True)
+    assert np.isfinite(got[CONTEXT:]).all()
+    if alarm:
+        assert set(got[CONTEXT:, 3].tolist()) == {0.0, 1.0}
+        exact = predictor.score(SERIES).log_likelihood[CONTEXT:]  # the CSV's 9 digits may round across it
+        np.testing.assert_array_equal(got[CONTEXT:, 3], exact < predictor.alarm_threshold)
+    if attribution:
+        best = predictor.gaussian.best_log_likelihood
+        shares = got[CONTEXT:, -2:].sum(axis=1)
+        np.testing.assert_allclose(shares, 2 * (best - got[CONTEXT:, 0]), rtol=1e-6)
+
+
+def test_optional_outputs_in_json(predictor: Predictor) -> None:
+    client = create_app(predictor, ServeSettings(outputs=frozenset({"alarm", "attribution"}))).test_client()
+    response = client.post("/invocations", json={"values": SERIES.tolist()}, headers={"Accept": "application/json"})
+    assert response.status_code == 200, response.data
+    document = response.get_json()
+    expected = predictor.score(SERIES, alarm=True, attribution=True)
+    assert document["alarm"][:CONTEXT] == [None] * CONTEXT
+    assert document["attribution"][:CONTEXT] == [[None, None]] * CONTEXT
+    assert document["alarm"][CONTEXT:] == expected.alarm[CONTEXT:].astype(int).tolist()
+    assert document["attribution"][CONTEXT:] == expected.attribution[CONTEXT:].tolist()
+    assert document["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    plain = client.post("/invocations", json={"values": SERIES.tolist(), "output": []},
+                        headers={"Accept": "application/json"}).get_json()
+    assert set(plain) == {"log_likelihood", "predictions"}
+
+
+@pytest.mark.parametrize("headers, body, words", [
+    ({"Accept": "text/csv; output=alarms"}, None, ["unknown output 'alarms'", "alarm, attribution"]),
+    ({"Accept": "text/csv; output=alarm,attribution"}, None, ["quote the list"]),
+    ({"X-Amzn-SageMaker-Custom-Attributes": "output=score"}, None, ["unknown output 'score'"]),
+    ({}, {"output": 3}, ['"output" must be a list']),
+    ({}, {"output": [1]}, ["expected a list of output names"]),
+])
+def test_bad_output_requests_are_400_naming_the_choices(client, headers: dict, body, words: list[str]) -> None:
+    if body is None:
+        response = client.post("/invocations", data=csv_bytes(SERIES), headers={"Content-Type": "text/csv", **headers})
+    else:
+        response = client.post("/invocations", json={"values": SERIES.tolist(), **body}, headers=headers)
+    assert response.status_code == 400
+    for word in words:
+        assert word in response.data.decode(), response.data
+
+
+def test_a_model_without_a_stored_threshold_says_to_retrain_for_alarms(predictor: Predictor) -> None:
+    import dataclasses
+    old = dataclasses.replace(predictor, alarm_threshold=None)
+    client = create_app(old, ServeSettings(outputs=frozenset({"alarm"}))).test_client()
+    response = client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv")
+    assert response.status_code == 400 and "retrain" in response.data.decode()
+    response = client.post("/invocations", data=csv_bytes(SERIES), headers={"Content-Type": "text/csv",
+                                                                             "Accept": "text/csv; output=attribution"})
+    assert response.status_code == 200
+
+
+def test_a_bad_lstm_ad_output_stops_serve_naming_the_variable() -> None:
+    with pytest.raises(UserError, match="LSTM_AD_OUTPUT.*unknown output 'alrm'"):
+        settings_from_env({"LSTM_AD_OUTPUT": "alrm"}, cpus=2)
+    assert settings_from_env({"LSTM_AD_OUTPUT": " Alarm , attribution "}, cpus=2).outputs == {"alarm", "attribution"}

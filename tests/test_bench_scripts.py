@@ -56,3 +56,16 @@ def test_bench_speed_quick_prints_training_and_scoring_rows() -> None:
         assert name in table, printed
     assert "x 1830 windows of 100 + 10 rows" in table["epochs"]
     assert float(table["ours train wall"].split()[3]) > 0
+
+
+def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path: Path) -> None:
+    shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
+    out = tmp_path / "answers.json"
+    printed = run_script("scripts/bench_answers.py", "--series", "053_", "--no-smd", "--work", str(tmp_path / "w"),
+                         "--out", str(out), "--hyperparameters", *TINY)
+    assert any(line.startswith("ucr:") for line in printed.splitlines())
+    import json
+    ucr = json.loads(out.read_text())["ucr"]
+    assert ucr["series"] == 1 and set(ucr["summed"]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
+    assert ucr["summed"]["tp"] + ucr["summed"]["fn"] == 2995 - 2764  # every labelled row counted once
+    assert "0.001" in ucr["alarm_fraction_sweep"]

@@ -26,7 +26,7 @@ def test_parses_good_csv_exactly():
         ("1,2\n3,-Infinity\n", r"x\.csv, line 2, column 2: '-Infinity' is not a finite number"),
         ("1,2\n3,2,1\n", r"x\.csv, line 2: has 3 columns but line 1 has 2"),
         ("1,2\n3\n5,6\n", r"x\.csv, line 2: has 1 columns but line 1 has 2"),
-        ("1,2\n3,\n", r"x\.csv, line 2, column 2: empty cell"),
+        ("1,2\n3,nan\n", r"x\.csv, line 2, column 2: 'nan' is not a finite number.*Leave a missing value's cell empty"),
         ("1,2\n3,NA\n", r"x\.csv, line 2, column 2: 'NA' is not a number"),
         ("", r"x\.csv is empty"),
         ("\n  \n", r"x\.csv is empty"),
@@ -90,3 +90,10 @@ def test_constant_column_gets_unit_std():
     scaler = Scaler.fit([np.c_[np.full(10, 3.0), np.arange(10.0)]])
     assert scaler.std[0] == 1.0
     assert np.isfinite(scaler.transform(np.array([[3.0, 1.0]]))).all()
+
+
+def test_empty_cells_are_missing_values():
+    """An empty cell reads as NaN; a line of commas is a row with nothing observed; blank lines are skipped."""
+    values = parse_csv("1,2\n3,\n,\n\n,4.5\n6,7\n", "x.csv")
+    np.testing.assert_array_equal(values, [[1, 2], [3, np.nan], [np.nan, np.nan], [np.nan, 4.5], [6, 7]])
+    assert np.isnan(parse_csv(b"1,,3\n4,5,6\n", "x.csv")[0, 1])

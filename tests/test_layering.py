@@ -83,6 +83,8 @@ def test_the_module_map_in_the_development_docs_matches_the_code():
     for line in tree.splitlines():
         name = line.split()[0]
         depth = (len(line) - len(line.lstrip())) // 2 - 1
+        if depth > 8:  # a description's continuation line, aligned under the descriptions
+            continue
         folders[depth:] = [name.rstrip("/")] if name.endswith("/") else []
         if not name.endswith("/"):
             listed.add("/".join(["container", *folders[:depth], name]))

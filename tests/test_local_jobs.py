@@ -125,6 +125,26 @@ def test_cli_transform_whole_files_in_input_order(trained: dict[str, Path], tmp_
             tmp_path / "input" / name, delimiter=","), predictor)
 
 
+def test_cli_transform_with_optional_outputs(trained: dict[str, Path], tmp_path: Path) -> None:
+    """--outputs sets LSTM_AD_OUTPUT on the server: alarm and attribution columns after the default ones."""
+    values = sine_series(120, COLUMNS, seed=5)
+    write_csv(tmp_path / "input" / "b.csv", values)
+    done = subprocess.run([str(BIN / "lstm-ad-local"), "transform", "--model", str(trained["artifact"]),
+                           "--input", str(tmp_path / "input"), "--output", str(tmp_path / "out"),
+                           "--outputs", "alarm,attribution"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = _out_rows(tmp_path / "out" / "b.csv.out")
+    expected = _predictor(trained).score(values, alarm=True, attribution=True)
+    assert rows[:CONTEXT] == [[""] * (2 + 2 * COLUMNS)] * CONTEXT
+    got = np.array([[float(x) for x in row] for row in rows[CONTEXT:]])
+    assert got.shape == (len(values) - CONTEXT, 2 + 2 * COLUMNS)
+    # The server's torch threads may round differently (as in _assert_matches_reference): compare loosely,
+    # and the alarms where the score is not within rounding of the threshold.
+    clear = np.abs(expected.log_likelihood[CONTEXT:] - _predictor(trained).alarm_threshold) > 1e-2
+    np.testing.assert_array_equal(got[clear, 1 + COLUMNS], expected.alarm[CONTEXT:][clear])
+    np.testing.assert_allclose(got[:, 2 + COLUMNS:], expected.attribution[CONTEXT:], rtol=1e-3, atol=1e-3)
+
+
 def test_line_split_multi_record_assembles_mini_batches_in_order(trained: dict[str, Path], tmp_path: Path) -> None:
     """SplitType Line + MultiRecord: every mini-batch is an independent request with its own warm-up."""
     values = np.round(sine_series(300, COLUMNS, seed=7) + 3.0, 6)  # positive: every CSV line is 18 bytes

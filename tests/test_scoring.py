@@ -86,3 +86,75 @@ def test_grouping_of_chunks_does_not_change_results():
 def test_series_no_longer_than_context_has_no_scores():
     result = forecast_errors(make_network(), np.zeros((5, 2)), 5, 100)
     assert np.isnan(result.errors).all() and result.first_scored_row == 5
+
+
+# --- attribution: each column's share of D^2 ------------------------------------------------------
+
+
+def test_column_shares_of_a_diagonal_gaussian_are_each_columns_squared_standardised_errors():
+    """Hand-made: l = 2 horizons x d = 3 columns, independent entries with known variances."""
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.predictor import column_shares
+
+    variances = np.array([1.0, 4.0, 0.25, 1.0, 4.0, 0.25])  # horizon-major: h1 (c1, c2, c3), h2 (c1, c2, c3)
+    g = Gaussian(mean=np.zeros(6), cov=np.diag(variances))
+    e = np.array([[0.0, 4.0, 0.0, 0.0, 2.0, 0.5], [1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [np.nan] * 6])
+    shares = column_shares(g.contributions(e), 3)
+    np.testing.assert_allclose(shares[:2], [[0.0, 16 / 4 + 4 / 4, 0.5**2 / 0.25], [2.0, 0.0, 0.0]])
+    assert np.isnan(shares[2]).all()  # a warm-up row stays empty
+    scores = g.log_likelihood(e[:2])
+    np.testing.assert_allclose(shares[:2].sum(axis=1), 2 * (g.best_log_likelihood - scores))
+
+
+def test_column_shares_are_non_negative_and_sum_to_the_distance_with_correlations():
+    """Correlated columns: a column whose error breaks the correlation gets a share, none is negative,
+    and the shares still add up to D^2 = 2 (best - score)."""
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.predictor import column_shares
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((2000, 1))
+    errors = np.hstack([base + 0.1 * rng.standard_normal((2000, 1)), base + 0.1 * rng.standard_normal((2000, 1)),
+                        rng.standard_normal((2000, 1))])
+    g = Gaussian.fit(errors)
+    points = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 3.0], [2.0, 2.0, 0.0]])
+    shares = column_shares(g.contributions(points), 3)
+    assert (shares >= 0).all()
+    np.testing.assert_allclose(shares.sum(axis=1), 2 * (g.best_log_likelihood - g.log_likelihood(points)))
+    assert shares[0, :2].min() > 10 * shares[0, 2]  # the two columns that disagree
+    assert shares[1, 2] > 10 * shares[1, :2].max()  # the independent column far out
+    assert shares[2].sum() < shares[0].sum()  # moving together is far less surprising
+
+
+def test_an_artifact_without_a_threshold_loads_scores_and_refuses_only_alarms(tmp_path):
+    """model.json written before alarm_threshold existed: same scores; alarms need a retrain."""
+    import json
+
+    import pytest
+    import torch
+
+    from lstm_ad.data import Scaler
+    from lstm_ad.errors import UserError
+    from lstm_ad.gaussian import Gaussian
+    from lstm_ad.hyperparameters import Hyperparameters
+    from lstm_ad.model import LSTMForecaster, NetworkConfig
+    from lstm_ad.predictor import Predictor
+
+    torch.manual_seed(0)
+    network = LSTMForecaster(NetworkConfig(columns=1, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
+    predictor = Predictor(network.eval(), Hyperparameters(context_length=5, prediction_length=2, hidden_size=4,
+                                                          num_layers=1),
+                          Scaler(np.zeros(1), np.ones(1)), Gaussian(np.zeros(2), np.eye(2)), 1024, {}, -3.0)
+    predictor.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["alarm_threshold"] == -3.0
+    del meta["alarm_threshold"]
+    del meta["hyperparameters"]["alarm-fraction"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    old = Predictor.load(tmp_path)
+    values = np.sin(np.arange(40.0))[:, None]
+    assert old.alarm_threshold is None and old.hyperparameters.alarm_fraction == 0.001
+    np.testing.assert_array_equal(old.score(values).log_likelihood, predictor.score(values).log_likelihood)
+    assert old.score(values, attribution=True).attribution.shape == (40, 1)
+    with pytest.raises(UserError, match="retrain"):
+        old.score(values, alarm=True)

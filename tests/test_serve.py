@@ -131,6 +131,120 @@ def test_json_answer_is_the_predictor_output_exactly(server: Server, predictor: 
     assert response.json()["predictions"][CONTEXT:] == expected.predictions[CONTEXT:].tolist()
 
 
+OUTPUT_CHOICES = [
+    # (id, request headers, JSON "output" field (None: send CSV), alarm, attribution)
+    ("accept alarm", {"Accept": "text/csv; output=alarm"}, None, True, False),
+    ("accept both", {"Accept": 'text/csv; output="alarm,attribution"'}, None, True, True),
+    ("custom attributes", {"X-Amzn-SageMaker-Custom-Attributes": "output=attribution"}, None, False, True),
+    ("json field", {"Accept": "text/csv"}, ["alarm", "attribution"], True, True),
+]
+
+
+@pytest.mark.parametrize("headers, field, alarm, attribution", [c[1:] for c in OUTPUT_CHOICES],
+                         ids=[c[0] for c in OUTPUT_CHOICES])
+def test_optional_outputs_per_request(server: Server, predictor: Predictor, headers: dict, field,
+                                      alarm: bool, attribution: bool) -> None:
+    series = sine_series(150, columns=2, seed=11)
+    series[100:104, 1] += 2.0  # an anomaly in column 2, so alarms fire
+    if field is None:
+        response = server.post_csv(csv_bytes(series), **headers)
+    else:
+        response = requests.post(server.url + "/invocations", json={"values": series.tolist(), "output": field},
+                                 headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    expected = predictor.score(series, alarm=alarm, attribution=attribution)
+    assert response.content == encode_csv(expected)
+    width = 3 + alarm + 2 * attribution
+    assert response.text.splitlines()[:CONTEXT] == ["," * (width - 1)] * CONTEXT
+    got = parse_answer(response.text)
+    assert got.shape == (150, width) and np.isfinite(got[CONTEXT:]).all()
+    if alarm:
+        assert got[100:106, 3].max() == 1
+    if attribution:
+        # On the first anomalous row (read after normal input) column 2 takes the blame; later rows' predictions
+        # have read the anomaly, so both columns' errors grow.
+        assert got[100, -1] > 2 * got[100, -2]
+
+
+def test_optional_outputs_in_json_through_gunicorn(server: Server, predictor: Predictor) -> None:
+    series = sine_series(120, columns=2, seed=3)
+    response = requests.post(server.url + "/invocations", json={"values": series.tolist()},
+                             headers={"Accept": "application/json; output=alarm+attribution"}, timeout=60)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    expected = predictor.score(series, alarm=True, attribution=True)
+    assert document["alarm"][:CONTEXT] == [None] * CONTEXT
+    assert document["alarm"][CONTEXT:] == expected.alarm[CONTEXT:].astype(int).tolist()
+    assert document["attribution"][CONTEXT:] == expected.attribution[CONTEXT:].tolist()
+    bad = server.post_csv(csv_bytes(series), Accept="text/csv; output=everything")
+    assert bad.status_code == 400 and "alarm, attribution" in bad.text
+
+
+def test_lstm_ad_output_sets_the_layout_of_every_answer(trained: Path, predictor: Predictor) -> None:
+    """The transformer's / model's env= (batch transform cannot send per-request headers)."""
+    series = sine_series(130, columns=2, seed=4)
+    server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1", LSTM_AD_TORCH_THREADS="1",
+                    LSTM_AD_OUTPUT="alarm,attribution")
+    try:
+        server.wait_ready()
+        response = server.post_csv(csv_bytes(series))
+        assert response.status_code == 200, response.text
+        assert response.content == encode_csv(predictor.score(series, alarm=True, attribution=True))
+        plain = server.post_csv(csv_bytes(series), Accept="text/csv; output=none")  # a request may opt out
+        assert plain.content == encode_csv(predictor.score(series))
+        document = requests.post(server.url + "/invocations", json={"values": series.tolist()},
+                                 headers={"Accept": "application/json"}, timeout=60).json()
+        assert set(document) == {"log_likelihood", "predictions", "alarm", "attribution"}
+    finally:
+        server.stop()
+
+
+def gappy_series() -> np.ndarray:
+    series = sine_series(160, columns=2, seed=12)
+    series[60:70, 0] = np.nan  # a gap in one column
+    series[90:93, :] = np.nan  # rows with nothing observed
+    series[5, 1] = np.nan  # a gap in the warm-up
+    return series
+
+
+def gappy_csv(series: np.ndarray) -> bytes:
+    return "\n".join(",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in series).encode() + b"\n"
+
+
+@pytest.mark.parametrize("accept", ["text/csv", 'text/csv; output="alarm,attribution"'])
+def test_gaps_as_empty_csv_cells(server: Server, predictor: Predictor, accept: str) -> None:
+    series = gappy_series()
+    response = server.post_csv(gappy_csv(series), Accept=accept)
+    assert response.status_code == 200, response.text
+    extras = "output" in accept
+    expected = predictor.score(series, alarm=extras, attribution=extras)
+    assert response.content == encode_csv(expected)
+    got = parse_answer(response.text)
+    assert got.shape == (160, 6 if extras else 3)
+    assert np.isfinite(got[60:70, 0]).all()  # rows with a gap still get a (marginal) score
+    assert np.isnan(got[90:93, 0]).all() and np.isfinite(got[90:93, 1:3]).all()  # nothing observed: no score
+    assert np.isfinite(np.delete(got[CONTEXT:, 0], np.arange(90 - CONTEXT, 93 - CONTEXT))).all()
+    if extras:
+        assert np.isnan(got[60:70, 4]).all() and np.isfinite(got[60:70, 5]).all()  # a missing column: no share
+        assert np.isnan(got[90:93, 3:]).all()
+
+
+def test_gaps_as_json_nulls(server: Server, predictor: Predictor) -> None:
+    series = gappy_series()
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in series]
+    response = requests.post(server.url + "/invocations", json={"values": rows, "output": ["alarm"]},
+                             headers={"Accept": "application/json"}, timeout=60)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    expected = predictor.score(series, alarm=True)
+    assert document["log_likelihood"][90:93] == [None] * 3 and document["alarm"][90:93] == [None] * 3
+    finite = np.isfinite(expected.log_likelihood)
+    scores = np.array(document["log_likelihood"], dtype=float)
+    assert scores[finite].tolist() == expected.log_likelihood[finite].tolist()
+    as_csv = server.post_csv(gappy_csv(series))  # the same series as CSV: the same scores
+    np.testing.assert_allclose(parse_answer(as_csv.text)[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+
+
 def test_concurrent_requests_each_get_their_own_answer(server: Server, predictor: Predictor) -> None:
     series = [sine_series(50 + 37 * i, columns=2, seed=i) for i in range(12)]
     expected = [encode_csv(predictor.score(s)) for s in series]

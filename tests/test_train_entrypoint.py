@@ -21,6 +21,8 @@ from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_seri
 from lstm_ad.checkpoint import CHECKPOINT_FILE
 from lstm_ad.predictor import Predictor
 from lstm_ad.tensor_files import load_tensors
+from lstm_ad.threshold import alarm_threshold
+from lstm_ad.training import split_point
 
 TRAIN = str(Path(sys.executable).parent / "train")
 
@@ -43,7 +45,7 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
 
     for name in ("train_mse", "train_mae", "calibration_mse", "valid_mse", "valid_mae"):
         assert len(metric_values(result.stdout, name)) == 3, name  # one per epoch
-    for name in ("train:mse", "train:mae", "calibration:mse", "valid:mse", "valid:mae"):
+    for name in ("train:mse", "train:mae", "calibration:mse", "valid:mse", "valid:mae", "alarm:threshold"):
         assert len(metric_values(result.stdout, name)) == 1, name
 
     state, _ = load_tensors(base / "model" / "weights.npz")
@@ -56,6 +58,32 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     scored = predictor.score(sine_series(100, 2, seed=3))
     assert np.isnan(scored.log_likelihood[:20]).all() and np.isfinite(scored.log_likelihood[20:]).all()
     assert scored.predictions.shape == (100, 2)
+
+    # The stored threshold follows the documented rule on the calibration rows' scores (the last 20 % of
+    # each file, warmed up on the context-length rows before), and is reported in the log and the metrics.
+    calibration = [predictor.score(s[split_point(len(s), 0.2) - 20:]).log_likelihood[20:]
+                   for s in (sine_series(400, 2), sine_series(300, 2, seed=1))]
+    expected = alarm_threshold(np.concatenate(calibration), 0.001)
+    assert meta["alarm_threshold"] == predictor.alarm_threshold
+    np.testing.assert_allclose(predictor.alarm_threshold, expected, rtol=1e-5)
+    np.testing.assert_allclose(metric_values(result.stdout, "alarm:threshold"), [expected], rtol=1e-5)
+    assert "Alarm threshold: log-likelihood" in result.stdout and "calibration rows" in result.stdout
+
+
+def test_trains_on_files_with_empty_cells_and_reports_what_it_left_out(tmp_path: Path, train_job):
+    base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {}})
+    values = sine_series(400, 2)
+    values[100:130, 1] = np.nan
+    values[350, 0] = np.nan  # in the calibration part
+    text = "".join(",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) + "\n" for row in values)
+    (base / "input" / "data" / "training").mkdir(parents=True, exist_ok=True)
+    (base / "input" / "data" / "training" / "gappy.csv").write_text(text)
+    result = train_job(base)
+    assert result.returncode == 0, result.stdout
+    assert "Missing values: 31 empty cells" in result.stdout and "are skipped" in result.stdout
+    summary = json.loads((base / "model" / "model.json").read_text())["summary"]
+    assert summary["missing_values"] == 31 and summary["skipped_subsequences"] > 0
+    assert summary["skipped_calibration_rows"] > 0
 
 
 def test_accepts_gzip_training_files(tmp_path: Path, train_job):
@@ -98,6 +126,9 @@ def _with_text(text: str):
         ({}, {"a.csv": GOOD}, _with_text("1,2\n3," + "9" * 200_000 + "\n"),
          r"bad\.csv, line 2, column 2: '9{40}\.\.\.' is not a finite number"),
         ({}, {"a.csv": GOOD}, _with_text("1;2\n3;4\n"), r"bad\.csv, line 1, column 1: '1;2' holds a semicolon"),
+        ({}, {"a.csv": GOOD}, lambda base: (base / "input/data/training/a.csv").write_text(
+            "".join(f"{v:.4f},\n" for v in GOOD[:, 0])),
+         r"Column 2 has no values in the fitting part .* every cell is empty\. Remove the column"),
         ({}, {"a.csv": np.r_[GOOD[:100], [[1e300, 0.0]], GOOD[101:]]}, None,
          r"Column 1: values as large as 1e\+300 make its mean or standard deviation overflow"),
         ({}, {"a.csv": GOOD}, lambda base: (base / "input/config/inputdataconfig.json").write_text(
@@ -193,6 +224,9 @@ def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     normal = np.r_[scores[50:590], scores[630:]]
     assert 598 <= int(np.nanargmin(scores)) <= 620
     assert np.nanmin(scores[600:615]) < normal.min() - 10
+    alarm = Predictor.load(base / "model").score(test, alarm=True).alarm
+    assert alarm[600:615].max() == 1  # the stored threshold catches it
+    assert np.nanmean(np.r_[alarm[50:590], alarm[630:]]) < 0.01  # and rarely fires on normal rows
 
 
 

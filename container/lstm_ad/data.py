@@ -4,6 +4,11 @@ A series is a CSV table without header or index: one row per time step, one colu
 per variable. Good input takes the fast path (pandas' C parser); anything it cannot
 read cleanly is re-read line by line to find the first bad line and cell, so every
 error names the file, line and column and says how to fix it.
+
+An empty cell is a missing value and reads as NaN; text such as `nan`, `NA` or `inf` is
+refused (ambiguous: was it measured?). A line with only commas is a row with nothing
+observed; a blank line is skipped (so a one-column CSV cannot mark a gap with an empty
+line: send such series as JSON with null).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import gzip
 import io
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +66,10 @@ def parse_csv(content: str | bytes, source: str, columns: int | None = None) -> 
     except (ValueError, pd.errors.ParserError):  # UnicodeDecodeError is a ValueError too
         values = None
     if values is None or not np.isfinite(values).all():
+        # NaN may be empty cells (missing values, fine) or text such as "nan" (refused): the scan tells.
         _raise_first_problem(_as_text(content, source), source)
-        raise DataError(f"{source} could not be read as CSV numbers.")  # the scan found nothing to name
+        if values is None or np.isinf(values).any():
+            raise DataError(f"{source} could not be read as CSV numbers.")  # the scan found nothing to name
     return np.ascontiguousarray(values)
 
 
@@ -118,11 +126,10 @@ def _check_separator(text: str, where: str) -> None:
 
 def _check_cell(cell: str, where: str, first_line: bool) -> None:
     if not cell:
-        raise DataError(f"{where}: empty cell. Fill in the missing value (for example by "
-                        "interpolation) or remove the row.")
+        return  # a missing value
     if _NON_FINITE.fullmatch(cell) or (_NUMBER.fullmatch(cell) and not math.isfinite(float(cell))):
         raise DataError(f"{where}: {excerpt(cell)} is not a finite number (NaN or infinity, or beyond "
-                        "the float64 range). Replace missing or infinite values before sending the data.")
+                        "the float64 range). Leave a missing value's cell empty; replace infinite values.")
     if _NUMBER.fullmatch(cell):
         return
     _check_separator(cell, where)
@@ -174,7 +181,8 @@ def check_same_columns(series: list[Series], expected: int | None = None, expect
 
 @dataclass(frozen=True)
 class Scaler:
-    """Per-column standardisation; a constant column gets std 1 so it stays finite."""
+    """Per-column standardisation; a constant column gets std 1 so it stays finite. Missing values (NaN)
+    are left out of the mean and spread, and stay NaN."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -182,9 +190,12 @@ class Scaler:
     @classmethod
     def fit(cls, parts: list[np.ndarray]) -> Scaler:
         stacked = np.concatenate(parts, axis=0)
-        with np.errstate(over="ignore"):  # an overflow gives inf, which the caller reports per column
-            mean = stacked.mean(axis=0)
-            std = stacked.std(axis=0)
+        gaps = np.isnan(stacked).any()
+        # An overflow gives inf, and a column with no value NaN: the caller reports either per column.
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column
+            mean = np.nanmean(stacked, axis=0) if gaps else stacked.mean(axis=0)
+            std = np.nanstd(stacked, axis=0) if gaps else stacked.std(axis=0)
         std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
         return cls(mean=mean, std=std)
 

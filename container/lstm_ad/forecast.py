@@ -9,6 +9,13 @@ request start. Each chunk is read from a zero state starting `context_length` ro
 before its first scored row, and chunks are evaluated together as one batch (in
 groups, so memory stays bounded). The result depends only on the request, never on
 how the caller split the work, and calibration uses this very function.
+
+Missing values (NaN) are read as the network's own one-step prediction: one sequential
+pass over the request from a zero state at its first row (`fill_gaps`) replaces each missing
+entry of row t by the prediction of row t made after reading rows 0..t-1 (themselves filled);
+a missing entry of the first row reads as 0, the column's training mean. The chunks then read
+the filled series. Errors stay NaN where the true value is missing (at every horizon), so the
+error model sees only what was observed.
 """
 
 from __future__ import annotations
@@ -34,13 +41,40 @@ def default_chunk_length(context_length: int) -> int:
 class ForecastErrors:
     """Per-row results in standardised units; rows [0, first_scored_row) are NaN."""
 
-    errors: np.ndarray  # (rows, prediction_length * columns)
+    errors: np.ndarray  # (rows, prediction_length * columns); NaN also where the true value is missing
     one_step: np.ndarray  # (rows, columns): prediction of row t made at t-1
+    first_scored_row: int  # rows before it are warm-up: min(context_length, rows)
 
-    @property
-    def first_scored_row(self) -> int:
-        finite = np.flatnonzero(np.isfinite(self.errors[:, 0]))
-        return int(finite[0]) if len(finite) else len(self.errors)
+
+@torch.inference_mode()
+def fill_gaps(network: LSTMForecaster, scaled: np.ndarray) -> np.ndarray:
+    """`scaled` with every NaN replaced by the network's one-step prediction (see the module doc).
+
+    The network runs over the observed stretches between rows with gaps in one call each, carrying
+    its state, and one step at a time through the rows with gaps: cost grows with the rows that have
+    gaps, not with the length of the series.
+    """
+    missing = np.isnan(scaled)
+    if not missing.any():
+        return scaled
+    device = next(network.parameters()).device
+    filled = np.array(scaled, dtype=np.float32)
+    columns = scaled.shape[1]
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+    last_hidden: torch.Tensor | None = None  # top layer's output after reading row position - 1
+    position = 0
+    for t in np.flatnonzero(missing.any(axis=1)).tolist():
+        if t > position:
+            inputs = torch.from_numpy(filled[position:t]).to(device)[None]
+            hidden, state = network.lstm(inputs, state)
+            last_hidden = hidden[0, -1]
+            position = t
+        if last_hidden is None:
+            prediction = np.zeros(columns, dtype=np.float32)
+        else:
+            prediction = network.head(last_hidden)[:columns].cpu().numpy()  # horizon 1 of row t
+        filled[t, missing[t]] = prediction[missing[t]]
+    return filled
 
 
 @torch.inference_mode()
@@ -58,7 +92,9 @@ def forecast_errors(
     errors = np.full((rows, horizon * columns), np.nan, dtype=np.float32)
     one_step = np.full((rows, columns), np.nan, dtype=np.float32)
     if rows <= c:
-        return ForecastErrors(errors, one_step)
+        return ForecastErrors(errors, one_step, rows)
+    observed = scaled  # the targets: NaN where missing
+    scaled = fill_gaps(network, scaled)  # the inputs
 
     # Chunk k scores rows [max(k*L, c), min((k+1)*L, rows)), reading from c rows before its first.
     starts = np.arange(c // length, -(-rows // length)) * length
@@ -67,6 +103,8 @@ def forecast_errors(
 
     device = next(network.parameters()).device
     series = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32)).to(device)
+    truth = series if observed is scaled else torch.from_numpy(
+        np.ascontiguousarray(observed, dtype=np.float32)).to(device)
     group = max(1, steps_per_batch // span)
     for start in range(0, len(firsts), group):
         g_first, g_end = firsts[start:start + group], ends[start:start + group]
@@ -74,7 +112,7 @@ def forecast_errors(
         targets = torch.zeros(len(g_first), length, columns, device=device)
         for i, (first, end) in enumerate(zip(g_first.tolist(), g_end.tolist(), strict=True)):
             inputs[i, : end - 1 - (first - c)] = series[first - c: end - 1]
-            targets[i, : end - first] = series[first:end]
+            targets[i, : end - first] = truth[first:end]
         predictions = network(inputs)  # (group, span, horizon, columns)
         # Row first+j at horizon h was predicted at input position c+j-h.
         by_horizon = torch.stack(
@@ -86,4 +124,4 @@ def forecast_errors(
         lo, hi = int(g_first[0]), int(g_end[-1])  # chunks are contiguous, so rows lo..hi in order
         errors[lo:hi] = chunk_errors[valid].cpu().numpy()
         one_step[lo:hi] = by_horizon[:, :, 0][valid].cpu().numpy()
-    return ForecastErrors(errors, one_step)
+    return ForecastErrors(errors, one_step, c)

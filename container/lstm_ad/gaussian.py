@@ -3,6 +3,22 @@
 Public methods validate, private ones compute. The covariance is regularised with a
 small ridge so that it is always positive definite, even when an error component is
 constant (a constant column) or there are fewer vectors than dimensions.
+
+Attribution. The log-likelihood of a vector e is
+
+    log N(e; mean, cov) = best - D(e)^2 / 2,   D(e)^2 = (e - mean)^T cov^-1 (e - mean),
+
+where best = log N(mean; mean, cov) is the highest score there is. D^2 is a sum over the
+entries of e: D^2 = sum_i (e - mean)_i [cov^-1 (e - mean)]_i. `contributions` returns these
+terms, so that they sum exactly to D^2 = 2 (best - score); a term is negative when an entry's
+error goes against what the correlations predict from the others (it makes the vector less
+surprising). With a diagonal covariance the terms are the squared standardised errors.
+
+Missing entries (NaN). A vector with some entries missing is scored by the exact marginal
+of the Gaussian over the entries it has: N(e_o; mean_o, cov_oo) (no imputation); its
+contributions are those of that marginal (NaN for the missing entries), and they sum to
+2 (best_o - score) with best_o the marginal's highest score. A vector with no entry scores NaN.
+Rows are grouped by their pattern of missing entries, one small factorisation per pattern (_gappy).
 """
 
 from __future__ import annotations
@@ -10,9 +26,10 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +66,68 @@ class Gaussian:
         return int(self.mean.shape[0])
 
     def log_likelihood(self, errors: np.ndarray) -> np.ndarray:
-        """log N(e; mean, cov) for each row of `errors` (n, k), float32 or float64; NaN rows give NaN."""
+        """log N(e; mean, cov) for each row of `errors` (n, k), float32 or float64. A row with missing
+        entries (NaN) gets the marginal log-likelihood of the entries it has; a row with none gets NaN."""
+        errors = self._checked(errors)
+        gappy = np.isnan(errors).any(axis=1)
+        if not gappy.any():
+            return self._log_likelihood(errors)
+        result = np.full(len(errors), np.nan)
+        result[~gappy] = self._log_likelihood(errors[~gappy])
+        result[gappy] = self._gappy(errors[gappy], terms=False)[0]
+        return result
+
+    def _checked(self, errors: np.ndarray) -> np.ndarray:
         errors = np.asarray(errors)
         if errors.ndim != 2 or errors.shape[1] != self.dim:
             raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
-        return self._log_likelihood(errors)
+        return errors
+
+    @cached_property
+    def _precision(self) -> tuple[np.ndarray, float]:
+        """(cov^-1, log det cov), for the marginals of rows with missing entries."""
+        factor = cho_factor(self.cov, lower=True, check_finite=False)
+        precision = cho_solve(factor, np.eye(self.dim), check_finite=False)
+        return (precision + precision.T) / 2, 2.0 * float(np.log(np.diag(factor[0])).sum())
+
+    def _gappy(self, errors: np.ndarray, terms: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows that miss entries: the marginal log-likelihood over the observed entries o (NaN when none)
+        and, with `terms`, each observed entry's term of the marginal's D^2 (NaN for missing entries).
+
+        One factorisation per pattern of missing entries m, of whichever is smaller: the precision's block
+        P_mm (the marginal's precision is P_oo - P_om P_mm^-1 P_mo and log det cov_oo = log det cov +
+        log det P_mm), or cov_oo itself. A few missing entries cost a small factorisation per row.
+        """
+        precision, log_det = self._precision
+        result = np.full(len(errors), np.nan)
+        shares = np.full(errors.shape, np.nan) if terms else None
+        for start in range(0, len(errors), ROWS_PER_BLOCK):
+            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
+            missing = np.isnan(block)
+            filled = np.where(missing, 0.0, block)
+            weighted = filled @ precision  # rows of P x with the missing entries at 0
+            patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
+            inverse = inverse.ravel()
+            for index, pattern in enumerate(patterns):
+                o, m = np.flatnonzero(~pattern), np.flatnonzero(pattern)
+                if not len(o):
+                    continue
+                rows = np.flatnonzero(inverse == index)
+                x = filled[np.ix_(rows, o)]
+                if len(m) <= len(o):
+                    factor = cho_factor(precision[np.ix_(m, m)], lower=True, check_finite=False)
+                    solved = cho_solve(factor, weighted[np.ix_(rows, m)].T, check_finite=False).T
+                    marginal_x = weighted[np.ix_(rows, o)] - solved @ precision[np.ix_(m, o)]  # cov_oo^-1 x_o
+                    marginal_log_det = log_det + 2.0 * float(np.log(np.diag(factor[0])).sum())
+                else:
+                    factor = cho_factor(self.cov[np.ix_(o, o)], lower=True, check_finite=False)
+                    marginal_x = cho_solve(factor, x.T, check_finite=False).T
+                    marginal_log_det = 2.0 * float(np.log(np.diag(factor[0])).sum())
+                quadratic = np.einsum("ij,ij->i", x, marginal_x)
+                result[start + rows] = -0.5 * (len(o) * math.log(2.0 * math.pi) + marginal_log_det + quadratic)
+                if shares is not None:
+                    shares[np.ix_(start + rows, o)] = x * marginal_x
+        return result, shares
 
     def _log_likelihood(self, errors: np.ndarray) -> np.ndarray:
         chol = np.linalg.cholesky(self.cov)
@@ -64,6 +138,35 @@ class Gaussian:
             block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
             z = solve_triangular(chol, block.T, lower=True, check_finite=False)  # L^-1 (e - mean): (k, rows)
             result[start:start + ROWS_PER_BLOCK] = -0.5 * (constant + np.einsum("ij,ij->j", z, z))
+        return result
+
+    @property
+    def best_log_likelihood(self) -> float:
+        """log N(mean; mean, cov): the highest score there is (score = this - D^2 / 2)."""
+        chol = np.linalg.cholesky(self.cov)
+        return -0.5 * (self.dim * math.log(2.0 * math.pi) + 2.0 * float(np.log(np.diag(chol)).sum()))
+
+    def contributions(self, errors: np.ndarray) -> np.ndarray:
+        """Each entry's term of the squared Mahalanobis distance (n, k): rows sum to 2 (best - score).
+
+        Missing entries (NaN) get NaN, and the others the terms of the marginal over the observed entries.
+        """
+        errors = self._checked(errors)
+        gappy = np.isnan(errors).any(axis=1)
+        if not gappy.any():
+            return self._contributions(errors)
+        result = np.full(errors.shape, np.nan)
+        result[~gappy] = self._contributions(errors[~gappy])
+        result[gappy] = self._gappy(errors[gappy], terms=True)[1]
+        return result
+
+    def _contributions(self, errors: np.ndarray) -> np.ndarray:
+        factor = cho_factor(self.cov, lower=True, check_finite=False)
+        result = np.empty(errors.shape)
+        for start in range(0, len(errors), ROWS_PER_BLOCK):
+            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
+            weighted = cho_solve(factor, block.T, check_finite=False).T  # cov^-1 (e - mean), per row
+            result[start:start + ROWS_PER_BLOCK] = block * weighted
         return result
 
     def to_json(self) -> dict[str, list]:

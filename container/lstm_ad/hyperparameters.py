@@ -102,6 +102,11 @@ class Hyperparameters:
         0.2, 0.0, 1.0,
         "Trailing fraction of each training series used to fit the Gaussian error model, never to fit "
         "the LSTM.", min_exclusive=True, max_exclusive=True)
+    alarm_fraction: float = _declare(
+        0.001, 0.0, 0.5,
+        "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "
+        "falls below (their empirical quantile); the optional alarm output flags rows scoring below it. Does "
+        "not change training.", tunable=False, min_exclusive=True)
     seed: int = _declare(
         0, 0, 2**31 - 1,
         "Random seed; training on CPU is deterministic for a given seed, number of torch threads and "

@@ -2,10 +2,12 @@
 
 An artifact is a folder with two files, neither of which can execute code on loading:
   model.json    format version, hyperparameters, column count, scaler, Gaussian,
-                chunk length and a short training summary
+                chunk length, alarm threshold and a short training summary
   weights.npz   the network's state_dict as plain arrays (see tensor_files.py)
 Loading rebuilds the network from the hyperparameters and column count, then loads the
-weights, refusing any missing, extra or misshapen tensor.
+weights, refusing any missing, extra or misshapen tensor. An artifact written before the
+alarm threshold existed loads without one (`alarm_threshold` None): it scores as before,
+and asking it for alarms is a UserError that says to retrain.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .gaussian import Gaussian
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, NetworkConfig
 from .tensor_files import load_tensors, save_tensors
+from .threshold import alarms
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +45,16 @@ MAX_STANDARDISED = 1e4  # training standard deviations from the training mean; i
 @dataclass(frozen=True)
 class ScoreResult:
     """Per input row: Gaussian log-likelihood (lower = more anomalous) and the one-step
-    prediction in original units. Warm-up rows (the first context-length) are NaN."""
+    prediction in original units. Warm-up rows (the first context-length) are NaN.
+
+    Optional, when asked for: `alarm` 1.0 where the score is below the stored threshold, else 0.0;
+    `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error
+    vector (column_shares), which sum over the columns to D^2 = 2 (best - score)."""
 
     log_likelihood: np.ndarray  # (rows,)
     predictions: np.ndarray  # (rows, columns)
+    alarm: np.ndarray | None = None  # (rows,)
+    attribution: np.ndarray | None = None  # (rows, columns)
 
 
 @dataclass
@@ -56,6 +65,7 @@ class Predictor:
     gaussian: Gaussian
     chunk_length: int
     summary: dict[str, Any] = field(default_factory=dict)
+    alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
 
     @property
     def columns(self) -> int:
@@ -76,8 +86,8 @@ class Predictor:
         instead of overflowing the network's float32 arithmetic into an empty score."""
         return np.clip(self.scaler.transform(values), -MAX_STANDARDISED, MAX_STANDARDISED)
 
-    def score(self, values: np.ndarray) -> ScoreResult:
-        """Score a raw series (rows, columns) as one request.
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult:
+        """Score a raw series (rows, columns) as one request; `alarm` and `attribution` add those outputs.
 
         A request of at most context-length rows is all warm-up: every row gets NaN (empty fields),
         so that batch transform's mini-batches always get one output row per input row.
@@ -86,18 +96,25 @@ class Predictor:
         if values.ndim != 2 or values.shape[1] != self.columns:
             raise UserError(f"expected {self.columns} columns (as in training), got "
                             f"{values.shape[1] if values.ndim == 2 else values.shape}")
+        if alarm and self.alarm_threshold is None:
+            raise UserError("This model has no stored alarm threshold (it was trained by an earlier version of "
+                            "LSTM-AD): retrain it to get the alarm output, or leave `alarm` out of the outputs.")
         log_likelihood = np.full(values.shape[0], np.nan)
         predictions = np.full(values.shape, np.nan)
+        shares = np.full(values.shape, np.nan) if attribution else None
         if values.shape[0] <= self.context_length:
             logger.info("A request of %d rows is all warm-up (context-length %d): answering empty fields for "
                         "every row. Send at least %d rows to get scores.", values.shape[0], self.context_length,
                         self.context_length + 1)
-            return ScoreResult(log_likelihood, predictions)
-        result = self.forecast_errors(values)
-        scored = result.first_scored_row
-        log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
-        predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
-        return ScoreResult(log_likelihood, predictions)
+        else:
+            result = self.forecast_errors(values)
+            scored = result.first_scored_row
+            log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
+            predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
+            if shares is not None:
+                shares[scored:] = column_shares(self.gaussian.contributions(result.errors[scored:]), self.columns)
+        flags = alarms(log_likelihood, self.alarm_threshold) if alarm and self.alarm_threshold is not None else None
+        return ScoreResult(log_likelihood, predictions, flags, shares)
 
     # -- artifact ---------------------------------------------------------------------------
 
@@ -111,6 +128,7 @@ class Predictor:
             "chunk_length": self.chunk_length,
             "scaler": self.scaler.to_json(),
             "gaussian": self.gaussian.to_json(),
+            "alarm_threshold": self.alarm_threshold,
             "summary": self.summary,
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
@@ -148,6 +166,7 @@ class Predictor:
                 gaussian=Gaussian.from_json(meta["gaussian"]),
                 chunk_length=int(meta["chunk_length"]),
                 summary=meta.get("summary", {}),
+                alarm_threshold=_optional_float(meta.get("alarm_threshold")),
             )
         except ArtifactError:
             raise
@@ -156,6 +175,34 @@ class Predictor:
             raise ArtifactError(f"The model in {folder} is damaged or incompatible: {exc}") from exc
         network.to(device or torch.device("cpu")).eval()
         return predictor
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def column_shares(contributions: np.ndarray, columns: int) -> np.ndarray:
+    """(rows, l*d) terms of D^2 (Gaussian.contributions; horizon-major: entry h*d + j is column j at
+    horizon h+1) -> (rows, d) each column's share of D^2: D^2 split in proportion to the absolute size of
+    each column's terms. Shares are >= 0 and sum to D^2 = 2 (best - score) on every row.
+
+    A row with gaps: the terms are those of the marginal over its observed entries (Gaussian.contributions),
+    the missing columns get NaN, and the shares sum to the marginal's D^2.
+
+    Why absolute sizes: a term is negative when an entry's error goes against what the correlations
+    predict from the others, which is as much a part of the anomaly as a large positive term; signed sums
+    let such terms cancel, and ranked the dataset's culprit columns worse (scripts/bench_answers.py).
+    """
+    rows = contributions.shape[0]
+    terms = contributions.reshape(rows, -1, columns)
+    missing = np.isnan(terms).all(axis=1)  # (rows, d): a missing value has no error at any horizon
+    size = np.nansum(np.abs(terms), axis=1)  # (rows, d)
+    total = size.sum(axis=1, keepdims=True)
+    distance = np.nansum(terms, axis=(1, 2))[:, None]  # D^2 of the observed entries
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares: np.ndarray = np.where(total > 0, size / total, 0.0) * distance
+    shares[missing] = np.nan  # a missing column (or a row with nothing observed) gets no share
+    return shares
 
 
 def network_config(hp: Hyperparameters, columns: int) -> NetworkConfig:

@@ -6,6 +6,11 @@ The LSTM is fitted on subsequences of context-length + prediction-length rows th
 start every sequence-stride rows of a fitting part (never crossing a file boundary):
 it reads the first context-length rows from a zero state, and the loss is the MSE of
 every l-step prediction made after a short burn-in against the true future rows.
+
+Missing values (NaN, from empty cells): subsequences that contain one (in their inputs or
+their targets) are skipped, the scaler ignores them, the calibration and validation parts
+are scored as requests are (gaps read as the network's own prediction, forecast.py), and the
+Gaussian is fitted to the complete error vectors only. The log says how much was left out.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster
 from .predictor import MAX_STANDARDISED, Predictor, network_config
 from .sharding import ShardedGradient, shard_count, single_threaded_kernels
+from .threshold import alarm_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +63,12 @@ class TrainingSummary:
     best_epoch: int
     stopped_early: bool  # early stopping
     interrupted: bool  # stop requested (SIGTERM)
-    calibration_rows: int
-    metrics: dict[str, float]  # final: train:mse, train:mae, calibration:mse (+ valid:mse, valid:mae)
+    calibration_rows: int  # complete error vectors the Gaussian was fitted to
+    metrics: dict[str, float]  # final: train:mse, train:mae, calibration:mse (+ valid:mse, valid:mae), alarm:threshold
+
+    missing_values: int = 0  # empty cells in the training series
+    skipped_subsequences: int = 0  # training subsequences left out because they contain a missing value
+    skipped_calibration_rows: int = 0  # calibration rows without a complete error vector (not fitted)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -108,12 +118,20 @@ def check_error_dimension(columns: int, hp: Hyperparameters) -> None:
         )
 
 
-def check_scaler(scaler: Scaler, series: list[Series]) -> None:
-    """Values so large that a column's mean or spread overflows float64 would give a model that ignores it."""
+def check_scaler(scaler: Scaler, series: list[Series], hp: Hyperparameters) -> None:
+    """Values so large that a column's mean or spread overflows float64 would give a model that ignores it;
+    a column with no value at all in the fitting parts cannot be learnt."""
+    empty = np.flatnonzero(np.isnan(scaler.mean))
+    if len(empty):
+        raise DataError(
+            f"Column {int(empty[0]) + 1} has no values in the fitting part (the first "
+            f"{1 - hp.calibration_fraction:.0%}) of any training file: every cell is empty. Remove the column "
+            "(from training and from every request) or provide data where it was measured."
+        )
     bad = np.flatnonzero(~(np.isfinite(scaler.mean) & np.isfinite(scaler.std)))
     if len(bad):
         column = int(bad[0])
-        largest = max(float(np.abs(s.values[:, column]).max()) for s in series)
+        largest = max(float(np.nanmax(np.abs(s.values[:, column]))) for s in series)
         raise DataError(
             f"Column {column + 1}: values as large as {largest:.3g} make its mean or standard deviation overflow "
             "(float64). Rescale that column (for example to other units) before training."
@@ -140,10 +158,15 @@ class SubsequenceSampler:
     def __init__(self, parts: list[np.ndarray], hp: Hyperparameters, device: torch.device):
         self.window = hp.context_length + hp.prediction_length
         self.flat = torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)
-        starts, offset = [], 0
+        starts, offset, self.skipped = [], 0, 0
         for part in parts:
-            starts.append(offset + np.arange(0, len(part) - self.window + 1, hp.sequence_stride))
+            first = np.arange(0, len(part) - self.window + 1, hp.sequence_stride)
+            gaps = np.r_[0, np.cumsum(np.isnan(part).any(axis=1))]  # rows with a gap before each row
+            complete = gaps[first + self.window] == gaps[first]
+            self.skipped += int((~complete).sum())
+            starts.append(offset + first[complete])
             offset += len(part)
+        self.flat = torch.nan_to_num(self.flat)  # NaN only in skipped windows; keep them out of any arithmetic
         self.starts = torch.from_numpy(np.concatenate(starts)).to(device)
         self.steps = torch.arange(self.window, device=device)
 
@@ -168,10 +191,11 @@ def subsequence_loss(network: torch.nn.Module, windows: torch.Tensor, hp: Hyperp
 
 def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
                      chunk_length: int) -> np.ndarray:
-    """Error vectors of every scorable row of every part, scored as at inference."""
+    """Complete error vectors of every scorable row of every part, scored as at inference (rows whose
+    error vector misses an entry, because the row has a gap, are left out)."""
     network.eval()
     found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
-    errors = np.concatenate([e[np.isfinite(e[:, 0])] for e in found])
+    errors = np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
     return errors.astype(np.float64)
 
 
@@ -200,7 +224,7 @@ def train(
     torch.manual_seed(hp.seed)
     splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
     scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=True)])
-    check_scaler(scaler, series)
+    check_scaler(scaler, series, hp)
     fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
     # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
     # so every calibration row gets an error vector.
@@ -214,6 +238,17 @@ def train(
 
     network = LSTMForecaster(network_config(hp, columns)).to(device)
     sampler = SubsequenceSampler(fit_parts, hp, device)
+    missing_values = int(sum(np.isnan(s.values).sum() for s in series))
+    if missing_values:
+        total = len(sampler) + sampler.skipped
+        logger.info("Missing values: %d empty cells in the training series (%.2f %% of all cells); %d of %d "
+                    "training subsequences (%.1f %%) contain one and are skipped.", missing_values,
+                    100 * missing_values / sum(s.values.size for s in series), sampler.skipped, total,
+                    100 * sampler.skipped / max(total, 1))
+    if len(sampler) == 0:
+        raise DataError(f"Every training subsequence ({sampler.skipped} of {hp.context_length} + "
+                        f"{hp.prediction_length} rows) contains a missing value: there is nothing to train on. "
+                        "Provide stretches without gaps at least that long, or lower `context-length`.")
     shards = shard_count(device, hp.batch_size, hp.dropout)
     logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
                 "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s)",
@@ -252,7 +287,7 @@ def train(
     network.load_state_dict(state.best_state)
     network.eval()
     return _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
-                   state, interrupted)
+                   state, interrupted, missing_values, sampler.skipped)
 
 
 def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: torch.optim.Optimizer,
@@ -279,9 +314,16 @@ def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: to
 
 def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
             fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
-            validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool) -> TrainingResult:
+            validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool,
+            missing_values: int = 0, skipped_subsequences: int = 0) -> TrainingResult:
     """Calibrate the Gaussian with the best weights, compute the final metrics."""
     calibration_errors = streaming_errors(network, calibration_parts, hp, chunk_length)
+    calibration_total = sum(max(0, len(part) - hp.context_length) for part in calibration_parts)
+    skipped_calibration = calibration_total - len(calibration_errors)
+    if skipped_calibration:
+        logger.info("Calibration: %d of %d calibration rows (%.1f %%) have a gap in their error vector and are "
+                    "left out of the Gaussian's fit.", skipped_calibration, calibration_total,
+                    100 * skipped_calibration / max(calibration_total, 1))
     dimension = calibration_errors.shape[1]
     if len(calibration_errors) < 2:
         raise DataError(f"Only {len(calibration_errors)} calibration rows: raise `calibration-fraction` "
@@ -291,14 +333,21 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                        "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
                        len(calibration_errors), dimension, 10 * dimension)
     gaussian = Gaussian.fit(calibration_errors)
+    threshold = alarm_threshold(gaussian.log_likelihood(calibration_errors), hp.alarm_fraction)
+    logger.info("Alarm threshold: log-likelihood %.6g, the %g quantile of the %d calibration rows' scores "
+                "(alarm-fraction); the alarm output flags rows scoring below it.", threshold, hp.alarm_fraction,
+                len(calibration_errors))
     final = dict(zip(("train:mse", "train:mae"),
                      _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=True))
     final["calibration:mse"] = _mse_mae(calibration_errors)[0]
     if validation_parts:
         final.update(zip(("valid:mse", "valid:mae"),
                          _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=True))
+    final["alarm:threshold"] = threshold
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
-                              calibration_rows=len(calibration_errors), metrics=final)
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json())
+                              calibration_rows=len(calibration_errors), metrics=final,
+                              missing_values=missing_values, skipped_subsequences=skipped_subsequences,
+                              skipped_calibration_rows=skipped_calibration)
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold)
     return TrainingResult(predictor, summary)

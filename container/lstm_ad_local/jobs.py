@@ -168,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     transform.add_argument("--assemble-with", default="None", choices=["Line", "None"],
                            help="None (the default, as in the API): answers concatenated, one line per input row")
     transform.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="server environment")
+    transform.add_argument("--outputs", metavar="alarm,attribution",
+                           help="optional output columns after score,pred_1..pred_d (sets LSTM_AD_OUTPUT)")
     transform.add_argument("--job-dir", type=Path, help="keep the job folder (model/, serve.log) here")
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
     demo.add_argument("--output", required=True, type=Path)
@@ -201,7 +203,9 @@ def _run_command(args: argparse.Namespace) -> None:
         settings = TransformSettings(split_type=args.split_type, strategy=args.strategy,
                                      max_payload_mb=args.max_payload_mb,
                                      max_concurrent_transforms=args.max_concurrent_transforms,
-                                     assemble_with=args.assemble_with, environment=_key_values(args.env, "--env"))
+                                     assemble_with=args.assemble_with,
+                                     environment={**_key_values(args.env, "--env"),
+                                                  **({"LSTM_AD_OUTPUT": args.outputs} if args.outputs else {})})
         outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
         print("Output: " + ", ".join(str(p) for p in outputs))
     elif args.command == "split":

@@ -2,7 +2,7 @@
 
   GET  /ping                   200, empty body: the model is loaded (the app exists only then)
   GET  /execution-parameters   batch transform limits, JSON
-  POST /invocations            score one series; formats in payloads.py
+  POST /invocations            score one series; formats in payloads.py, optional outputs in outputs.py
 
 Errors are short one-line text bodies: 400 bad data (the line/row and column named,
 the offending cell quoted short), 406 unsupported Accept, 408 a body that stopped
@@ -22,9 +22,11 @@ import numpy as np
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
+from werkzeug.http import parse_options_header
 
 from ..errors import DataError, UserError
 from ..predictor import ScoreResult
+from .outputs import ALARM, ATTRIBUTION, CUSTOM_ATTRIBUTES, OPTIONS, custom_attribute, parse_outputs
 from .payloads import CSV, DECODERS, ENCODERS, JSON
 from .process import torch_threads_per_calling_thread
 from .settings import ServeSettings
@@ -43,7 +45,7 @@ class Scorer(Protocol):
     @property
     def columns(self) -> int: ...
 
-    def score(self, values: np.ndarray) -> ScoreResult: ...
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult: ...
 
 
 def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
@@ -66,14 +68,15 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
         if content_type not in DECODERS:
             return _error(415, f"Unsupported Content-Type {request.content_type!r}: send text/csv (no header, "
                           "one column per variable) or application/json.")
-        accept = _accept()
+        accept, accept_outputs = _accept()
         if accept is None:
             return _error(406, f"Unsupported Accept {request.headers.get('Accept')!r}: ask for text/csv or "
                           "application/json.")
         started = time.perf_counter()
         body = _read_body(settings.max_payload_bytes, settings.body_read_timeout_s)
-        values = DECODERS[content_type](body, predictor.columns)
-        result = predictor.score(values)
+        values, body_outputs = DECODERS[content_type](body, predictor.columns)
+        outputs = _outputs(body_outputs, accept_outputs, settings.outputs)
+        result = predictor.score(values, alarm=ALARM in outputs, attribution=ATTRIBUTION in outputs)
         answer = ENCODERS[accept](result)
         logger.info("Scored %d rows x %d columns in %.3f s (%d bytes in, %d out).", values.shape[0],
                     values.shape[1], time.perf_counter() - started, len(body), len(answer))
@@ -147,12 +150,34 @@ def _content_type() -> str:
     return (request.mimetype or CSV).lower()
 
 
-def _accept() -> str | None:
-    """The response media type: CSV for a missing Accept or */*; None when nothing matches."""
+def _accept() -> tuple[str | None, str | None]:
+    """(the response media type, its `output` parameter if any): CSV for a missing Accept or */*;
+    (None, None) when nothing matches."""
     header = request.headers.get("Accept", "").strip()
     if not header:
-        return CSV
-    return request.accept_mimetypes.best_match([CSV, JSON])
+        return CSV, None
+    choices = {CSV: CSV, JSON: JSON, "*/*": CSV, "*": CSV, "text/*": CSV, "application/*": JSON}
+    entries = [(*parse_options_header(value), quality) for value, quality in request.accept_mimetypes]  # best first
+    if any(media.lower() in OPTIONS for media, _, _ in entries):  # `output=alarm,attribution` unquoted: split
+        raise UserError(f"Accept {header!r}: quote the list of outputs (output=\"alarm,attribution\") or "
+                        "separate the names with + (output=alarm+attribution).")
+    for media, parameters, quality in entries:
+        if quality > 0 and media.lower() in choices:
+            return choices[media.lower()], parameters.get("output")
+    return None, None
+
+
+def _outputs(from_body: frozenset[str] | None, from_accept: str | None, default: frozenset[str]) -> frozenset[str]:
+    """The optional outputs of this request: the JSON body's, else Accept's, else CustomAttributes', else
+    the server's (LSTM_AD_OUTPUT)."""
+    if from_body is not None:
+        return from_body
+    if from_accept is not None:
+        return parse_outputs(from_accept, "Accept header, output parameter")
+    attributes = custom_attribute(request.headers.get(CUSTOM_ATTRIBUTES, ""))
+    if attributes is not None:
+        return parse_outputs(attributes, f"{CUSTOM_ATTRIBUTES}, output")
+    return default
 
 
 def _error(status: int, message: str) -> Response:

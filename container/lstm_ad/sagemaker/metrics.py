@@ -28,7 +28,8 @@ NUMBER = r"([0-9.eE+-]+)"
 class Metric:
     name: str
     doc: str
-    final: bool  # emitted once after training (tuning objectives) vs. once per epoch
+    final: bool  # emitted once after training vs. once per epoch
+    objective: bool = True  # a final metric that is a tuning objective (minimised)
 
     @property
     def regex(self) -> str:
@@ -47,6 +48,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("calibration:mse", "Final: mean squared error on the calibration part.", True),
     Metric("valid:mse", "Final: mean squared error on the validation channel (needs it).", True),
     Metric("valid:mae", "Final: mean absolute error on the validation channel (needs it).", True),
+    Metric("alarm:threshold", "Final: the stored alarm threshold, a log-likelihood (usually negative): the "
+           "alarm-fraction quantile of the calibration rows' scores. Not an objective.", True, objective=False),
 )
 
 METRIC_NAMES = {metric.name for metric in METRICS}

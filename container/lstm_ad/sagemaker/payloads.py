@@ -4,9 +4,15 @@ CSV request: the training layout (no header, one column per variable, one row pe
 time step). CSV response: one line per request row, `log_likelihood,pred_1,...,pred_d`,
 with empty fields for the warm-up rows (`,,` for two columns).
 
-JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows).
+JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows; null for a
+missing value, as an empty cell in CSV), optionally
+with `"output": ["alarm", "attribution"]` (see outputs.py).
 JSON response: `{"log_likelihood": [...], "predictions": [[...], ...]}`, one entry per
 request row, `null` for warm-up rows, numbers at full float64 precision.
+
+Optional outputs (outputs.py) add columns after the default ones, empty for warm-up rows like
+them: CSV `score,pred_1..pred_d[,alarm][,attr_1..attr_d]`; JSON the keys "alarm" (0/1) and
+"attribution" (one list of d numbers per row).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from ..data import excerpt, parse_csv
 from ..errors import DataError
 from ..predictor import ScoreResult
 from .csv_format import format_rows
+from .outputs import parse_outputs
 
 CSV, JSON = "text/csv", "application/json"
 SOURCE = "request body"
@@ -33,6 +40,16 @@ def decode_csv(body: bytes, columns: int | None = None) -> np.ndarray:
 
 def decode_json(body: bytes, columns: int | None = None) -> np.ndarray:
     """`{"values": [[...], ...]}` or `[[...], ...]` -> (rows, columns) float64."""
+    return decode_json_request(body, columns)[0]
+
+
+def decode_csv_request(body: bytes, columns: int | None = None) -> tuple[np.ndarray, frozenset[str] | None]:
+    """(values, None): a CSV body cannot ask for outputs."""
+    return decode_csv(body, columns), None
+
+
+def decode_json_request(body: bytes, columns: int | None = None) -> tuple[np.ndarray, frozenset[str] | None]:
+    """(values, the outputs its "output" field asks for, or None without one)."""
     try:
         document = json.loads(body)
     except ValueError as exc:
@@ -40,6 +57,13 @@ def decode_json(body: bytes, columns: int | None = None) -> np.ndarray:
     except RecursionError:
         raise DataError(f"{SOURCE}: is nested too deeply to be a list of rows.") from None
     rows = document.get("values") if isinstance(document, dict) else document
+    outputs = None
+    if isinstance(document, dict) and "output" in document:
+        requested = document["output"]
+        if not isinstance(requested, (str, list)):
+            raise DataError(f'{SOURCE}: "output" must be a list of names or a comma-separated string, got '
+                            f"{excerpt(json.dumps(requested))}.")
+        outputs = parse_outputs(requested, f'{SOURCE}, "output"')
     if not isinstance(rows, list) or not rows:
         raise DataError(f'{SOURCE}: expected {{"values": [[x_1, ..., x_d], ...]}}, one list of numbers per '
                         "time step.")
@@ -52,10 +76,11 @@ def decode_json(body: bytes, columns: int | None = None) -> np.ndarray:
             raise DataError(f"{SOURCE}, row {row_no}: expected a list of {max(width, 1)} numbers like row 1, "
                             f"got {excerpt(json.dumps(row))}. Every row must have the same number of values.")
         for col_no, cell in enumerate(row, start=1):
-            if not _finite_number(cell):
+            if cell is not None and not _finite_number(cell):
                 raise DataError(f"{SOURCE}, row {row_no}, column {col_no}: {excerpt(json.dumps(cell))} is not a "
-                                "finite number. Every value must be a number within the float64 range.")
-    return np.asarray(rows, dtype=np.float64)
+                                "finite number. Every value must be a number within the float64 range, or null "
+                                "when it is missing.")
+    return np.array(rows, dtype=np.float64), outputs
 
 
 def _finite_number(cell: Any) -> bool:
@@ -69,6 +94,10 @@ def _finite_number(cell: Any) -> bool:
 
 def encode_csv(result: ScoreResult) -> bytes:
     columns = [result.log_likelihood] + [result.predictions[:, j] for j in range(result.predictions.shape[1])]
+    if result.alarm is not None:
+        columns.append(result.alarm)
+    if result.attribution is not None:
+        columns += [result.attribution[:, j] for j in range(result.attribution.shape[1])]
     return format_rows(columns)
 
 
@@ -80,8 +109,12 @@ def encode_json(result: ScoreResult) -> bytes:
         return listed_cells
 
     document = {"log_likelihood": listed(result.log_likelihood), "predictions": listed(result.predictions)}
+    if result.alarm is not None:
+        document["alarm"] = [None if math.isnan(a) else int(a) for a in result.alarm.tolist()]
+    if result.attribution is not None:
+        document["attribution"] = listed(result.attribution)
     return json.dumps(document).encode()
 
 
-DECODERS = {CSV: decode_csv, JSON: decode_json}
+DECODERS = {CSV: decode_csv_request, JSON: decode_json_request}
 ENCODERS = {CSV: encode_csv, JSON: encode_json}

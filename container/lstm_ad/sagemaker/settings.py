@@ -14,6 +14,9 @@
                                       "no limit", sent with chunked encoding) removes the limit
   SAGEMAKER_MAX_CONCURRENT_TRANSFORMS advertised MaxConcurrentTransforms (default: the workers, fewer when
                                       that many maximum-size requests would not fit in memory)
+  LSTM_AD_OUTPUT                      optional output columns of every answer, e.g. "alarm,attribution"
+                                      (default none: `score,pred_1..pred_d`); a request may choose its own
+                                      (outputs.py)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .outputs import ENV_VARIABLE, parse_outputs
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 3600  # above the 600 s default (and at the 3600 s maximum) of batch invocations
@@ -51,6 +55,7 @@ class ServeSettings:
     use_gpu: bool = False
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S
     memory_bytes: int | None = None  # available to the server at start; None: unknown (no memory bound)
+    outputs: frozenset[str] = frozenset()  # optional output columns unless a request chooses (LSTM_AD_OUTPUT)
 
     @property
     def max_payload_bytes(self) -> int | None:
@@ -120,8 +125,14 @@ def settings_from_env(environ: Mapping[str, str] = os.environ, cpus: int | None 
     payload = number(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), MAX_BATCH_PAYLOAD_MB, 0, 10_000)
     concurrent = number(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 0, 1000) or None
     body_timeout = number(("LSTM_AD_BODY_READ_TIMEOUT_S",), DEFAULT_BODY_READ_TIMEOUT_S, 1, 3600)
+    outputs: frozenset[str] = frozenset()
+    try:
+        outputs = parse_outputs(environ.get(ENV_VARIABLE, ""), ENV_VARIABLE)
+    except UserError as exc:
+        problems.append(str(exc).rstrip("."))
     if problems:
         raise UserError("Invalid server settings: " + "; ".join(problems) + ".")
     return ServeSettings(port=port, workers=workers, threads=threads, torch_threads=torch_threads,
                          timeout_s=timeout, max_payload_mb=payload, max_concurrent_transforms=concurrent,
-                         use_gpu=gpus > 0, body_read_timeout_s=body_timeout, memory_bytes=memory_bytes)
+                         use_gpu=gpus > 0, body_read_timeout_s=body_timeout, memory_bytes=memory_bytes,
+                         outputs=outputs)
