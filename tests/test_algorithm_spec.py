@@ -298,3 +298,10 @@ def test_readme_tables_are_the_generated_ones() -> None:
     regenerate = "python -m lstm_ad_local.algorithm_spec"
     assert hyperparameter_table() in readme, f"README hyperparameter table is stale: regenerate with {regenerate}"
     assert metric_table() in readme, f"README metric table is stale: regenerate with {regenerate}"
+
+
+def test_readme_is_a_user_page_of_at_most_200_lines_with_the_two_setup_commands() -> None:
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines: move detail to docs/"
+    first_screen = "\n".join(lines[:30])
+    assert "bash scripts/demo.sh" in first_screen and "bash scripts/test.sh" in first_screen
