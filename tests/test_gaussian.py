@@ -146,3 +146,14 @@ def test_marginals_stay_accurate_with_a_near_constant_entry():
         o = np.setdiff1d(np.arange(6), missing)
         expected = multivariate_normal(mean=g.mean[o], cov=g.cov[np.ix_(o, o)]).logpdf(points[:, o])
         np.testing.assert_allclose(g.log_likelihood(gappy), expected, rtol=1e-6)
+
+
+def test_log_likelihood_and_contributions_at_once_equal_each_alone():
+    rng = np.random.default_rng(8)
+    g = Gaussian.fit(rng.standard_normal((300, 4)) @ rng.standard_normal((4, 4)))
+    points = rng.standard_normal((20, 4))
+    points[rng.random((20, 4)) < 0.3] = np.nan
+    points[0] = np.nan
+    scores, terms = g.log_likelihood_and_contributions(points)
+    np.testing.assert_array_equal(scores, g.log_likelihood(points))
+    np.testing.assert_array_equal(terms, g.contributions(points))

@@ -46,35 +46,76 @@ class ForecastErrors:
     first_scored_row: int  # rows before it are warm-up: min(context_length, rows)
 
 
+SHORT_STRETCH = 8  # observed rows between gaps read by the numpy step below rather than one nn.LSTM call
+
+
 @torch.inference_mode()
 def fill_gaps(network: LSTMForecaster, scaled: np.ndarray) -> np.ndarray:
     """`scaled` with every NaN replaced by the network's one-step prediction (see the module doc).
 
-    The network runs over the observed stretches between rows with gaps in one call each, carrying
-    its state, and one step at a time through the rows with gaps: cost grows with the rows that have
-    gaps, not with the length of the series.
+    The network reads long observed stretches between rows with gaps in one nn.LSTM call each, carrying
+    its state, and short ones (densely gappy data) with a plain numpy LSTM step of the same weights,
+    which costs far less per row than a call: cost grows with the rows that have gaps.
     """
     missing = np.isnan(scaled)
     if not missing.any():
         return scaled
     device = next(network.parameters()).device
+    step = _NumpyStep(network)
     filled = np.array(scaled, dtype=np.float32)
     columns = scaled.shape[1]
-    state: tuple[torch.Tensor, torch.Tensor] | None = None
-    last_hidden: torch.Tensor | None = None  # top layer's output after reading row position - 1
+    layers, size = network.config.num_layers, network.config.hidden_size
+    h = np.zeros((layers, size), dtype=np.float32)
+    c = np.zeros((layers, size), dtype=np.float32)
     position = 0
     for t in np.flatnonzero(missing.any(axis=1)).tolist():
-        if t > position:
+        if t - position > SHORT_STRETCH:
             inputs = torch.from_numpy(filled[position:t]).to(device)[None]
-            hidden, state = network.lstm(inputs, state)
-            last_hidden = hidden[0, -1]
-            position = t
-        if last_hidden is None:
-            prediction = np.zeros(columns, dtype=np.float32)
+            state = (torch.from_numpy(h[:, None]).to(device), torch.from_numpy(c[:, None]).to(device))
+            _, (h_out, c_out) = network.lstm(inputs, state)
+            h, c = h_out[:, 0].cpu().numpy(), c_out[:, 0].cpu().numpy()
         else:
-            prediction = network.head(last_hidden)[:columns].cpu().numpy()  # horizon 1 of row t
+            for row in range(position, t):
+                step(filled[row], h, c)
+        position = t
+        prediction = step.predict(h[-1], columns) if t > 0 else np.zeros(columns, dtype=np.float32)
         filled[t, missing[t]] = prediction[missing[t]]
     return filled
+
+
+class _NumpyStep:
+    """One step of the network's nn.LSTM (gates i, f, g, o, as PyTorch orders them) and its head, in numpy."""
+
+    def __init__(self, network: LSTMForecaster):
+        def array(name: str) -> np.ndarray:
+            return getattr(network.lstm, name).detach().cpu().numpy().astype(np.float32)
+
+        layers = range(network.config.num_layers)
+        self.w_ih = [array(f"weight_ih_l{k}") for k in layers]
+        self.w_hh = [array(f"weight_hh_l{k}") for k in layers]
+        self.bias = [array(f"bias_ih_l{k}") + array(f"bias_hh_l{k}") for k in layers]
+        self.head_w = network.head.weight.detach().cpu().numpy().astype(np.float32)
+        self.head_b = network.head.bias.detach().cpu().numpy().astype(np.float32)
+
+    def __call__(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> None:
+        """Read row `x`: update the states h, c (layers, hidden) in place."""
+        inputs = x
+        for k in range(len(self.w_ih)):
+            gates = self.w_ih[k] @ inputs + self.w_hh[k] @ h[k] + self.bias[k]
+            i, f, g, o = np.split(gates, 4)
+            c[k] = _sigmoid(f) * c[k] + _sigmoid(i) * np.tanh(g)
+            h[k] = _sigmoid(o) * np.tanh(c[k])
+            inputs = h[k]
+
+    def predict(self, top: np.ndarray, columns: int) -> np.ndarray:
+        """The head's horizon-1 prediction from the top layer's state."""
+        out: np.ndarray = self.head_w[:columns] @ top + self.head_b[:columns]
+        return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warning for large |x|
+    return out
 
 
 @torch.inference_mode()

@@ -160,6 +160,19 @@ class Gaussian:
         result[gappy] = self._gappy(errors[gappy], terms=True)[1]
         return result
 
+    def log_likelihood_and_contributions(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once: rows with missing entries are factorised once for the two."""
+        errors = self._checked(errors)
+        gappy = np.isnan(errors).any(axis=1)
+        scores = np.full(len(errors), np.nan)
+        terms = np.full(errors.shape, np.nan)
+        scores[~gappy] = self._log_likelihood(errors[~gappy])
+        terms[~gappy] = self._contributions(errors[~gappy])
+        if gappy.any():
+            scores[gappy], gappy_terms = self._gappy(errors[gappy], terms=True)
+            terms[gappy] = gappy_terms
+        return scores, terms
+
     def _contributions(self, errors: np.ndarray) -> np.ndarray:
         factor = cho_factor(self.cov, lower=True, check_finite=False)
         result = np.empty(errors.shape)

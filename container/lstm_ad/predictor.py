@@ -109,10 +109,12 @@ class Predictor:
         else:
             result = self.forecast_errors(values)
             scored = result.first_scored_row
-            log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
+            if shares is None:
+                log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
+            else:
+                log_likelihood[scored:], terms = self.gaussian.log_likelihood_and_contributions(result.errors[scored:])
+                shares[scored:] = column_shares(terms, self.columns)
             predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
-            if shares is not None:
-                shares[scored:] = column_shares(self.gaussian.contributions(result.errors[scored:]), self.columns)
         flags = alarms(log_likelihood, self.alarm_threshold) if alarm and self.alarm_threshold is not None else None
         return ScoreResult(log_likelihood, predictions, flags, shares)
 
