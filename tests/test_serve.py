@@ -315,6 +315,24 @@ def test_bad_settings_stop_serve_with_the_variable_named(trained: Path) -> None:
     assert code == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many'" in server.log_path.read_text()
 
 
+def test_alarms_asked_of_a_model_without_a_threshold_stop_serve(trained: Path, tmp_path: Path) -> None:
+    """LSTM_AD_OUTPUT=alarm with a model from before thresholds were stored: exit 2 at start, not a 400 per request."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.npz").write_bytes((trained / "model" / "weights.npz").read_bytes())
+    meta = json.loads((trained / "model" / "model.json").read_text())
+    del meta["alarm_threshold"]
+    (model / "model.json").write_text(json.dumps(meta))
+    server = Server(tmp_path, LSTM_AD_OUTPUT="alarm,attribution")
+    try:
+        code = server.process.wait(timeout=START_TIMEOUT_S)
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert code == 2 and "has no stored alarm threshold" in log and "Retrain it" in log, log
+    assert "Listening at" not in log
+
+
 def test_payload_limit_then_sigterm_shuts_down_cleanly(trained: Path) -> None:
     server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
     try:
