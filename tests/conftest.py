@@ -92,3 +92,14 @@ def metric_log_lines(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
             emit(metric.name, 0.5 + index * 1.25e-3)
     lines = [formatter.format(record) for record in caplog.records if record.name == "lstm_ad.sagemaker.metrics"]
     return {metric.name: line for metric, line in zip(METRICS, lines, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """As in a server worker; several intra-op threads on a busy 2-core machine are many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,13 +26,7 @@ CONTEXT = 5
 ROWS = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """As in a server worker; several intra-op threads on a busy 2-core machine are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ HP = Hyperparameters(context_length=20, prediction_length=2, sequence_stride=5, 
 CONTEXT = HP.context_length
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
