@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .adam import Adam
 from .hyperparameters import Hyperparameters
 from .tensor_files import UnreadableTensorFile, load_tensors, save_tensors
 
@@ -58,12 +59,11 @@ class Checkpointer:
         self.path = folder / CHECKPOINT_FILE
         self.fingerprint = json.dumps({"hyperparameters": hp.to_json(), "columns": columns}, sort_keys=True)
 
-    def save(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState) -> None:
+    def save(self, network: torch.nn.Module, optimizer: Adam, state: TrainingState) -> None:
         tensors = {
             **_prefixed("network", network.state_dict()),
             **_prefixed("best", state.best_state or {}),
-            **{f"optimizer.{index}.{name}": value
-               for index, slots in optimizer.state_dict()["state"].items() for name, value in slots.items()},
+            **_prefixed("optimizer", optimizer.state_tensors()),
             "generator": state.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -81,7 +81,7 @@ class Checkpointer:
             return
         logger.info("Checkpoint written: %s (epoch %d)", self.path, state.epoch)
 
-    def load(self, network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainingState | None:
+    def load(self, network: torch.nn.Module, optimizer: Adam) -> TrainingState | None:
         """Restore network, optimizer and state from the checkpoint, if there is a matching one."""
         if not self.path.is_file():
             return None
@@ -95,13 +95,8 @@ class Checkpointer:
                            "columns; training from scratch.", self.path)
             return None
         network.load_state_dict(_unprefixed("network", tensors))
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
-                slots.setdefault(int(index), {})[name] = value
-        # The parameter groups (lr, betas, ...) follow from the hyperparameters, which the fingerprint fixed.
-        optimizer.load_state_dict({"state": slots, "param_groups": optimizer.state_dict()["param_groups"]})
+        # lr follows from the hyperparameters, which the fingerprint fixed.
+        optimizer.load_state_tensors(_unprefixed("optimizer", tensors))
         torch.set_rng_state(tensors["torch_rng"])
         generator = torch.Generator()
         generator.set_state(tensors["generator"])

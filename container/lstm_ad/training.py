@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .adam import Adam
 from .checkpoint import Checkpointer, TrainingState
 from .data import Scaler, Series
 from .errors import DataError, TrainingStopped, UserError
@@ -255,7 +256,7 @@ def train(
                 device, len(series), columns, sum(map(len, fit_parts)),
                 sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True)), len(sampler),
                 sum(p.numel() for p in network.parameters()), shards)
-    optimizer = torch.optim.Adam(network.parameters(), lr=hp.lr, foreach=True)  # one kernel per step, not 10
+    optimizer = Adam(network.parameters(), lr=hp.lr)
     checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
     state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
 
@@ -286,11 +287,17 @@ def train(
         raise TrainingStopped("Training was stopped before the first epoch completed.")
     network.load_state_dict(state.best_state)
     network.eval()
-    return _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
-                   state, interrupted, missing_values, sampler.skipped)
+    started = time.monotonic()
+    # One thread, like the loop's own calibration passes: splitting LSTM-AD's small matrix products over
+    # threads is slower, and under load from other processes it was 20-900x slower (scripts/bench_startup.py).
+    with single_threaded_kernels(device.type == "cpu"):
+        result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
+                         state, interrupted, missing_values, sampler.skipped)
+    logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
+    return result
 
 
-def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: torch.optim.Optimizer,
+def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: Adam,
                sampler: SubsequenceSampler, hp: Hyperparameters, state: TrainingState,
                stop_requested: Callable[[], bool]) -> tuple[float, float] | None:
     """One pass over the shuffled subsequences; None when a stop was requested mid-epoch."""
