@@ -34,8 +34,8 @@ class Adam:
         live = [i for i, p in enumerate(self.parameters) if p.grad is not None]
         if not live:
             return
-        params = [self.parameters[i] for i in live]
-        grads = [p.grad for p in params]
+        params: list[torch.Tensor] = [self.parameters[i] for i in live]
+        grads: list[torch.Tensor] = [p.grad for p in params if p.grad is not None]
         exp_avg = [self.exp_avg[i] for i in live]
         exp_avg_sq = [self.exp_avg_sq[i] for i in live]
         self.steps += 1
