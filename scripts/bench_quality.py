@@ -1,23 +1,39 @@
-"""Detection quality of LSTM-AD on real labelled data, side by side with TSB-AD's LSTMAD.
+"""Detection quality of LSTM-AD on real labelled data, side by side with two TSB-AD detectors.
 
 Protocol (../shared/data/README.md):
-- ucr-dev (17 univariate series): train on rows [0, trainEnd), score every row
-  [trainEnd, N) as ONE request whose first context-length rows are warm-up (rows
-  [trainEnd - context-length, N) are sent). UCR accuracy: the row with the lowest
-  log-likelihood lies within [anomStart - 100, anomEnd + 100]. AUC-PR of the negated
-  log-likelihood against the point labels [anomStart, anomEnd).
-- smd-dev (machine-1-2, 38 columns): train on train/, score test/ (warm-up from the
-  tail of train/); point-wise AUC-PR and best F1 over all thresholds (no point adjustment).
+- UCR series (default: ../shared/data/ucr-dev, 40 series; or any files / folders of files named
+  `NNN_UCR_Anomaly_<name>_<trainEnd>_<anomStart>_<anomEnd>.txt`, one value per line, given as
+  arguments or with --data): train on rows [0, trainEnd), score every row [trainEnd, N) as ONE
+  request whose first context-length rows are warm-up (rows [trainEnd - context-length, N) are
+  sent). UCR accuracy: the row with the lowest log-likelihood lies within
+  [anomStart - 100, anomEnd + 100]. AUC-PR of the negated log-likelihood against the point labels
+  [anomStart, anomEnd). Our model is trained once per seed (--seeds, default 0 1 2); one table row
+  per series and seed.
+- Halves: the series are split into halves A and B by recording (`split_halves`), so a choice
+  tuned on one half can be confirmed on the other; accuracy is reported per half and seed.
+- smd-dev (machine-1-2, 38 columns; only when no files are given): train on train/, score test/
+  (warm-up from the tail of train/); point-wise AUC-PR and best F1 over all thresholds (no point
+  adjustment). Trained once, with the first of --seeds.
 
 Every model is trained by the real `train` entrypoint (`.venv/bin/train`, run with
 SAGEMAKER_BASE_DIR pointing at a job folder laid out like /opt/ml) and scored with
 `Predictor.load(model_dir).score(...)`, the code path of users and of the server.
 Hyperparameters are the product defaults (container/lstm_ad/hyperparameters.py) unless
-overridden with --hyperparameters; seed 0. Each job gets the machine's cores divided
-by --jobs as torch threads (so one job at a time trains as `train` does on this
-machine: one mini-batch shard per core); the peer gets one thread.
+overridden with --hyperparameters (the seed comes from --seeds). Each job gets the machine's
+cores divided by --jobs as torch threads (so one job at a time trains as `train` does on this
+machine: one mini-batch shard per core). Training wall time includes starting `train`.
+
+Peers (--peers, default both; scripts/tsb_ad_peer.py says exactly how they are run and what
+differs from TSB-AD's own benchmark), judged on the same scored rows with the same metrics, one
+thread each: `lstmad`, TSB-AD 1.5's LSTMAD run by its own `run_LSTMAD` with its released
+univariate hyperparameters, fitted on rows [0, trainEnd), once per seed, its input z-normalised as
+TSB-AD's code does since 1.5 (--lstmad-normalisation none: raw values, as 1.5's dataset class
+actually passes them); `subpca`, TSB-AD's
+Sub-PCA (first on TSB-AD's univariate leaderboard), fitted on rows [0, trainEnd), deterministic,
+so once per series.
 
     .venv/bin/python scripts/bench_quality.py --out bench-out/quality.csv
+    .venv/bin/python scripts/bench_quality.py my-series/ --seeds 0 --no-peer
 """
 
 from __future__ import annotations
@@ -32,8 +48,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +68,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 TRAIN = Path(sys.executable).with_name("train")
 UCR_NAME = re.compile(r"^(\d+)_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)\.txt$")
+UCR_PATTERN = "NNN_UCR_Anomaly_<name>_<trainEnd>_<anomStart>_<anomEnd>.txt"
 UCR_MARGIN = 100
+VARIANT_PREFIXES = ("DISTORTED", "NOISE")
 
 
 @dataclass
 class Row:
     series: str
+    seed: int
+    half: str
     rows: int
     train_end: int
     anomaly: str
@@ -67,10 +88,14 @@ class Row:
     ours_train_s: float = float("nan")
     epochs: int = 0
     best_epoch: int = 0
-    peer_row: int = -1
-    peer_hit: int = 0
-    peer_aucpr: float = float("nan")
-    peer_s: float = float("nan")
+    lstmad_row: int = -1
+    lstmad_hit: int = -1
+    lstmad_aucpr: float = float("nan")
+    lstmad_s: float = float("nan")
+    subpca_row: int = -1
+    subpca_hit: int = -1
+    subpca_aucpr: float = float("nan")
+    subpca_s: float = float("nan")
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -136,45 +161,177 @@ def score_test(predictor: Predictor, values: np.ndarray, test_start: int) -> np.
     return result.log_likelihood[c:]
 
 
-# -- ucr-dev ---------------------------------------------------------------------------------------
+# -- UCR files and the fixed split into halves ---------------------------------------------------
+
+class SeriesNameError(ValueError):
+    """A series file whose name does not carry the UCR protocol."""
+
+
+@dataclass(frozen=True)
+class UcrSeries:
+    path: Path
+    number: int
+    name: str  # NNN_<name>, e.g. 053_DISTORTEDWalkingAceleration1
+    recording: str  # <name> without a leading DISTORTED / NOISE
+    train_end: int
+    start: int
+    end: int
+
+
+def recording_of(name: str) -> str:
+    """The underlying recording of a UCR `<name>`: a leading DISTORTED or NOISE removed."""
+    for prefix in VARIANT_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def parse_ucr_name(path: Path) -> UcrSeries:
+    """Protocol of one series from its file name; SeriesNameError names the file and the pattern."""
+    match = UCR_NAME.match(path.name)
+    if not match:
+        raise SeriesNameError(f"{path}: the file name does not follow the UCR pattern {UCR_PATTERN} "
+                              "(e.g. 053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt)")
+    train_end, start, end = int(match[3]), int(match[4]), int(match[5])
+    if not 0 < train_end <= start < end:
+        raise SeriesNameError(f"{path}: the name says trainEnd {train_end}, anomaly {start}-{end}; the protocol "
+                              "needs 0 < trainEnd <= anomStart < anomEnd")
+    number = int(match[1])
+    return UcrSeries(path, number, f"{match[1]}_{match[2]}", recording_of(match[2]), train_end, start, end)
+
+
+def ucr_files(paths: Iterable[Path]) -> list[UcrSeries]:
+    """The UCR series in files and folders (a folder: its *.txt files), ordered by number then name.
+
+    Every file given or found must follow UCR_PATTERN; otherwise SeriesNameError names it."""
+    found: dict[Path, UcrSeries] = {}
+    for path in paths:
+        if path.is_dir():
+            files = sorted(path.glob("*.txt"))
+            if not files:
+                raise SeriesNameError(f"{path}: no *.txt series files in this folder (expected {UCR_PATTERN})")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise SeriesNameError(f"{path}: no such file or folder")
+        for file in files:
+            found[file.resolve()] = parse_ucr_name(file)
+    by_name: dict[str, Path] = {}
+    for series in found.values():
+        if by_name.setdefault(series.name, series.path) != series.path:
+            raise SeriesNameError(f"{series.path} and {by_name[series.name]}: two files of one series name "
+                                  f"{series.name} (NNN_<name> must be unique: it names the job folder and the row)")
+    return sorted(found.values(), key=lambda s: (s.number, s.name))
+
+
+def split_halves(series: Sequence[UcrSeries]) -> dict[str, str]:
+    """The fixed split into halves: series name -> "A" or "B".
+
+    Series are grouped by recording (the `<name>` of the file name with a leading DISTORTED or
+    NOISE removed: 021_DISTORTEDGP711MarkerLFM5z3, 097_NOISEGP711MarkerLFM5z3 and
+    129_GP711MarkerLFM5z3 are one recording); the recordings are ordered by their first series
+    number and alternate A, B, A, B, ... (the first is A). All variants of a recording fall in the
+    same half: a choice tuned on one half and confirmed on the other would otherwise have seen the
+    same recording, which leaks. The split depends only on the series named, never on results.
+    On the 40 ucr-dev series: A = 001 013 014 020 022 032 040 049 057 083 113 134 148 157 169 212
+    248 249 250 (19 series), B = the other 21.
+    """
+    first: dict[str, tuple[int, str]] = {}
+    for s in series:
+        first[s.recording] = min(first.get(s.recording, (s.number, s.name)), (s.number, s.name))
+    order = sorted(first, key=lambda r: first[r])
+    half_of = {r: "AB"[i % 2] for i, r in enumerate(order)}
+    return {s.name: half_of[s.recording] for s in series}
+
 
 def ucr_series(names: list[str] | None) -> list[tuple[Path, int, int, int]]:
-    found = []
-    for path in sorted((DATA / "ucr-dev").glob("*.txt")):
-        match = UCR_NAME.match(path.name)
-        if match and (not names or any(n in path.name for n in names)):
-            found.append((path, int(match[3]), int(match[4]), int(match[5])))
-    return found
+    """ucr-dev's (path, trainEnd, anomStart, anomEnd), names filtered by substring (bench_answers.py)."""
+    found = ucr_files([DATA / "ucr-dev"])
+    return [(s.path, s.train_end, s.start, s.end) for s in found if not names or any(n in s.path.name for n in names)]
 
 
-def run_ucr(item: tuple[Path, int, int, int], hyperparameters: dict[str, str], work: Path,
-            peer_python: Path | None, threads: int) -> Row:
-    path, train_end, start, end = item
-    values = np.loadtxt(path, dtype=np.float64).reshape(-1, 1)
-    name = path.name.split("_UCR_Anomaly_")[0] + "_" + UCR_NAME.match(path.name)[2]  # type: ignore[index]
-    row = Row(name, len(values), train_end, f"{start}-{end}")
-    labels = np.zeros(len(values) - train_end)
-    labels[start - train_end:end - train_end] = 1
-    predictor, row.ours_train_s = train_job(work / name, values[:train_end], hyperparameters, threads)
+# -- one series ------------------------------------------------------------------------------------
+
+def load_series(series: UcrSeries) -> np.ndarray:
+    values = np.loadtxt(series.path, dtype=np.float64).reshape(-1, 1)
+    if series.end > len(values):
+        raise SeriesNameError(f"{series.path}: the name puts the anomaly at {series.start}-{series.end}, "
+                              f"but the file has {len(values)} rows")
+    return values
+
+
+def scored_labels(series: UcrSeries, rows: int) -> np.ndarray:
+    labels = np.zeros(rows - series.train_end)
+    labels[series.start - series.train_end:series.end - series.train_end] = 1
+    return labels
+
+
+@dataclass
+class PeerResult:
+    row: int
+    hit: int
+    aucpr: float
+    seconds: float
+
+
+def run_peer(peer: str, python: Path, series: UcrSeries, seed: int, out: Path, normalisation: str = "upstream"
+             ) -> PeerResult:
+    """One TSB-AD peer on one series, judged like ours on rows [trainEnd, N)."""
+    scores_file, seconds = tsb_ad_peer.run_peer(python, peer, series.path, series.train_end, seed, out,
+                                                normalisation if peer == "lstmad" else "none")
+    scores = np.load(scores_file)
+    labels = scored_labels(series, series.train_end + len(scores))
+    row = series.train_end + int(np.argmax(scores))
+    return PeerResult(row, ucr_hit(row, series.start, series.end), auc_pr(scores, labels), seconds)
+
+
+def run_ucr(series: UcrSeries, seed: int, half: str, hyperparameters: dict[str, str], work: Path,
+            peer_python: Path | None, peers: Sequence[str], threads: int, normalisation: str = "upstream",
+            peer_seeds: Sequence[int] | None = None) -> tuple[Row, dict[str, PeerResult]]:
+    """Ours (and the peers that run at this seed) on one series; (row, peer results by name)."""
+    values = load_series(series)
+    row = Row(series.name, seed, half, len(values), series.train_end, f"{series.start}-{series.end}")
+    labels = scored_labels(series, len(values))
+    job = work / series.name / f"seed-{seed}"
+    predictor, row.ours_train_s = train_job(job, values[:series.train_end], dict(hyperparameters, seed=str(seed)),
+                                            threads)
     row.epochs = predictor.summary.get("epochs_run", 0)
     row.best_epoch = predictor.summary.get("best_epoch", 0)
-    log_likelihood = score_test(predictor, values, train_end)
+    log_likelihood = score_test(predictor, values, series.train_end)
     anomaly_score = np.nan_to_num(-log_likelihood, nan=-np.inf, neginf=-np.inf, posinf=np.inf)
-    row.ours_row = train_end + int(np.argmax(anomaly_score))
-    row.ours_hit = ucr_hit(row.ours_row, start, end)
+    row.ours_row = series.train_end + int(np.argmax(anomaly_score))
+    row.ours_hit = ucr_hit(row.ours_row, series.start, series.end)
     row.ours_aucpr = auc_pr(anomaly_score, labels)
     row.ours_f1 = best_f1(anomaly_score, labels)
-    np.save(work / name / "log_likelihood.npy", log_likelihood)
-    if peer_python is not None:
-        scores_file, row.peer_s = tsb_ad_peer.run_peer(peer_python, path, train_end, 0,
-                                                       work / name / "peer_scores.npy")
-        peer_scores = np.load(scores_file)
-        row.peer_row = train_end + int(np.argmax(peer_scores))
-        row.peer_hit = ucr_hit(row.peer_row, start, end)
-        row.peer_aucpr = auc_pr(peer_scores, labels)
-    logger.info("%s: ours row %d hit %d (%.0fs), peer row %d hit %d", name, row.ours_row, row.ours_hit,
-                row.ours_train_s, row.peer_row, row.peer_hit)
-    return row
+    np.save(job / "log_likelihood.npy", log_likelihood)
+    results = {}
+    if peer_python is not None and (peer_seeds is None or seed in peer_seeds):
+        for peer in peers:
+            if tsb_ad_peer.SEEDED[peer]:  # the unseeded peers run once per series, as tasks of their own
+                results[peer] = run_peer(peer, peer_python, series, seed, job / f"{peer}_scores.npy", normalisation)
+    logger.info("%s seed %d: ours row %d hit %d (%.0fs)%s", series.name, seed, row.ours_row, row.ours_hit,
+                row.ours_train_s, "".join(f", {p} row {r.row} hit {r.hit}" for p, r in results.items()))
+    return row, results
+
+
+def run_all(chosen: Sequence[UcrSeries], halves: dict[str, str], args: argparse.Namespace,
+            hyperparameters: dict[str, str], work: Path, peer_python: Path | None, peers: Sequence[str],
+            threads: int) -> list[Row]:
+    """Ours per series and seed, seeded peers with them, unseeded peers once per series; --jobs at a time."""
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        ours = [pool.submit(run_ucr, s, seed, halves[s.name], hyperparameters, work, peer_python, peers, threads,
+                            args.lstmad_normalisation, args.peer_seeds) for s in chosen for seed in args.seeds]
+        once = {(s.name, p): pool.submit(run_peer, p, peer_python, s, 0, work / s.name / f"{p}_scores.npy")
+                for s in chosen for p in peers if peer_python is not None and not tsb_ad_peer.SEEDED[p]}
+        rows = []
+        for future in ours:
+            row, results = future.result()
+            results.update({p: f.result() for (name, p), f in once.items() if name == row.series})
+            for peer, result in results.items():
+                for key, value in asdict(result).items():
+                    setattr(row, f"{peer}_{'s' if key == 'seconds' else key}", value)
+            rows.append(row)
+    return rows
 
 
 def run_smd(hyperparameters: dict[str, str], work: Path, threads: int) -> Row | None:
@@ -184,7 +341,8 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int) -> Row | 
     train = np.loadtxt(folder / "train" / "machine-1-2.txt", delimiter=",")
     test = np.loadtxt(folder / "test" / "machine-1-2.txt", delimiter=",")
     labels = np.loadtxt(folder / "test_label" / "machine-1-2.txt")
-    row = Row("smd_machine-1-2", len(train) + len(test), len(train), f"{int(labels.sum())} rows")
+    row = Row("smd_machine-1-2", int(hyperparameters.get("seed", 0)), "-", len(train) + len(test), len(train),
+              f"{int(labels.sum())} rows")
     row.ours_hit = -1  # UCR accuracy does not apply: SMD has many anomalies, judged by AUC-PR and F1
     predictor, row.ours_train_s = train_job(work / "smd", train, hyperparameters, threads)
     row.epochs = predictor.summary.get("epochs_run", 0)
@@ -199,45 +357,130 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int) -> Row | 
 
 # -- report ----------------------------------------------------------------------------------------
 
-COLUMNS = (("series", "{}"), ("rows", "{}"), ("train_end", "{}"), ("anomaly", "{}"), ("ours_row", "{}"),
-           ("ours_hit", "{}"), ("ours_aucpr", "{:.3f}"), ("ours_f1", "{:.3f}"), ("ours_train_s", "{:.1f}"),
-           ("epochs", "{}"), ("best_epoch", "{}"), ("peer_row", "{}"), ("peer_hit", "{}"),
-           ("peer_aucpr", "{:.3f}"), ("peer_s", "{:.1f}"))
+FORMATS = {"ours_aucpr": "{:.3f}", "ours_f1": "{:.3f}", "ours_train_s": "{:.1f}", "lstmad_aucpr": "{:.3f}",
+           "lstmad_s": "{:.1f}", "subpca_aucpr": "{:.3f}", "subpca_s": "{:.1f}"}
+COLUMNS = tuple(f.name for f in fields(Row))
 
 
-def print_table(rows: list[Row]) -> None:
-    cells = [[fmt.format(getattr(r, name)) for name, fmt in COLUMNS] for r in rows]
-    widths = [max(len(name), *(len(c[i]) for c in cells)) for i, (name, _) in enumerate(COLUMNS)]
-    print("  ".join(name.ljust(w) for (name, _), w in zip(COLUMNS, widths, strict=True)))
+def print_table(rows: list[Row], peers: Sequence[str]) -> None:
+    shown = [c for c in COLUMNS if not any(c.startswith(f"{p}_") for p in tsb_ad_peer.PEERS if p not in peers)]
+    cells = [[FORMATS.get(c, "{}").format(getattr(r, c)) for c in shown] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(shown)]
+    print("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True)))
     for line in cells:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
-def totals(ucr: list[Row], with_peer: bool) -> dict[str, float]:
-    found = {"series": len(ucr), "ours_ucr_accuracy": float(np.mean([r.ours_hit for r in ucr])),
-             "ours_mean_aucpr": float(np.mean([r.ours_aucpr for r in ucr])),
-             "ours_train_s_total": float(sum(r.ours_train_s for r in ucr)),
-             "ours_train_s_max": float(max(r.ours_train_s for r in ucr))}
-    if with_peer:
-        found.update({"peer_ucr_accuracy": float(np.mean([r.peer_hit for r in ucr])),
-                      "peer_mean_aucpr": float(np.mean([r.peer_aucpr for r in ucr])),
-                      "peer_s_total": float(sum(r.peer_s for r in ucr))})
+def _mean(values: Iterable[float]) -> float | None:
+    kept = list(values)
+    return round(float(np.mean(kept)), 4) if kept else None
+
+
+def totals(rows: list[Row], seeds: Sequence[int], peers: Sequence[str], peer_seeds: Sequence[int] | None = None
+           ) -> dict[str, object]:
+    """UCR accuracy and mean AUC-PR per seed, per half and seed, means over seeds, wall times; seeded peers
+    over the seeds they ran at (`peer_seeds`, default all)."""
+    series = sorted({r.series for r in rows})
+    found: dict[str, object] = {"series": len(series), "seeds": list(seeds),
+                                "halves": {h: len({r.series for r in rows if r.half == h}) for h in "AB"}}
+    detectors = ["ours"] + [p for p in peers if tsb_ad_peer.SEEDED[p]]
+    for detector in detectors:
+        per_seed = {}
+        for seed in seeds if detector == "ours" or peer_seeds is None else [t for t in seeds if t in peer_seeds]:
+            at = [r for r in rows if r.seed == seed]
+            per_seed[str(seed)] = {
+                "accuracy": _mean(getattr(r, f"{detector}_hit") for r in at),
+                "hits": sum(getattr(r, f"{detector}_hit") for r in at),
+                **{f"accuracy_{h}": _mean(getattr(r, f"{detector}_hit") for r in at if r.half == h) for h in "AB"},
+                "mean_aucpr": _mean(getattr(r, f"{detector}_aucpr") for r in at)}
+        found[detector] = {"per_seed": per_seed, **{
+            key: _mean(v[key] for v in per_seed.values() if v[key] is not None)
+            for key in ("accuracy", "accuracy_A", "accuracy_B", "mean_aucpr")}}
+    ours_s = [r.ours_train_s for r in rows]
+    found["ours"]["train_s"] = {"median": round(float(np.median(ours_s)), 1),  # type: ignore[index]
+                                "max": round(float(np.max(ours_s)), 1), "total": round(float(np.sum(ours_s)), 1)}
+    for peer in peers:
+        once = (list({r.series: r for r in rows}.values()) if not tsb_ad_peer.SEEDED[peer]
+                else [r for r in rows if peer_seeds is None or r.seed in peer_seeds])
+        seconds = [getattr(r, f"{peer}_s") for r in once]
+        if not tsb_ad_peer.SEEDED[peer]:  # deterministic: one run per series, the same for every seed
+            found[peer] = {"accuracy": _mean(getattr(r, f"{peer}_hit") for r in once),
+                           "hits": sum(getattr(r, f"{peer}_hit") for r in once),
+                           **{f"accuracy_{h}": _mean(getattr(r, f"{peer}_hit") for r in once if r.half == h)
+                              for h in "AB"},
+                           "mean_aucpr": _mean(getattr(r, f"{peer}_aucpr") for r in once)}
+        found[peer]["s"] = {"median": round(float(np.median(seconds)), 1),  # type: ignore[index]
+                            "max": round(float(np.max(seconds)), 1), "total": round(float(np.sum(seconds)), 1)}
     return found
 
 
+def print_totals(found: dict[str, object], peers: Sequence[str]) -> None:
+    def cell(value: object) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    n, halves = found["series"], found["halves"]
+    print(f"\nUCR accuracy over {n} series (half A: {halves['A']}, half B: {halves['B']})")  # type: ignore[index]
+    print(f"{'detector':<10}{'seed':>6}{'accuracy':>16}{'half A':>9}{'half B':>9}{'mean AUC-PR':>13}")
+    for detector in ["ours", *peers]:
+        entry = found[detector]
+        assert isinstance(entry, dict)
+        lines = [(s, v) for s, v in entry.get("per_seed", {}).items()]
+        lines.append(("mean" if "per_seed" in entry else "-", entry))
+        for seed, v in lines:
+            hits = f" ({v['hits']}/{n})" if "hits" in v else ""
+            print(f"{detector:<10}{seed:>6}{cell(v['accuracy']) + hits:>16}{cell(v['accuracy_A']):>9}"
+                  f"{cell(v['accuracy_B']):>9}{cell(v['mean_aucpr']):>13}")
+    ours = found["ours"]
+    assert isinstance(ours, dict)
+    print("ours: training wall time per series and seed: median {median} s, max {max} s, total {total} s"
+          .format(**ours["train_s"]))
+    for peer in peers:
+        entry = found[peer]
+        assert isinstance(entry, dict)
+        once = "" if tsb_ad_peer.SEEDED[peer] else " (deterministic: once per series)"
+        print(f"{peer}: wall time per run (fit + score): median {entry['s']['median']} s, max {entry['s']['max']} s, "
+              f"total {entry['s']['total']} s{once}")
+
+
+# -- command line ----------------------------------------------------------------------------------
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--series", nargs="*", help="substrings of ucr-dev file names to run (default: all)")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help=f"UCR series files or folders of them, named {UCR_PATTERN} "
+                             "(default: ../shared/data/ucr-dev, and smd-dev)")
+    parser.add_argument("--data", nargs="+", type=Path, default=[], metavar="PATH", help="more files or folders")
+    parser.add_argument("--series", nargs="*", help="substrings of file names to run (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="our seeds (default: 0 1 2)")
     parser.add_argument("--hyperparameters", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="overrides of the product defaults, e.g. epochs=5 hidden-size=16")
+                        help="overrides of the product defaults, e.g. epochs=5 hidden-size=16 (not seed: see --seeds)")
     parser.add_argument("--jobs", type=int, default=1, help="series trained in parallel")
     parser.add_argument("--threads-per-job", type=int,
                         help="torch threads of each `train` (default: CPU cores // jobs, at least 1)")
     parser.add_argument("--out", type=Path, help="write the per-series table as CSV")
     parser.add_argument("--work", type=Path, help="job folders (default: a temporary folder)")
-    parser.add_argument("--no-peer", action="store_true", help="skip TSB-AD's LSTMAD")
+    parser.add_argument("--peers", default=",".join(tsb_ad_peer.PEERS),
+                        help=f"comma-separated TSB-AD peers to run (default: {','.join(tsb_ad_peer.PEERS)})")
+    parser.add_argument("--lstmad-normalisation", choices=tsb_ad_peer.NORMALISATIONS, default="upstream",
+                        help="upstream (default): as TSB-AD's code since 1.5, each dataset z-normalised with its "
+                             "own statistics; none: 1.5 exactly as released (raw values); see scripts/tsb_ad_peer.py")
+    parser.add_argument("--peer-seeds", nargs="+", type=int, metavar="SEED",
+                        help="seeds at which the seeded peers run (default: all of --seeds); TSB-AD's LSTMAD costs "
+                             "30-75 s a series on one thread here")
+    parser.add_argument("--no-peer", action="store_true", help="run no peer")
     parser.add_argument("--no-smd", action="store_true", help="skip smd-dev")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.peers = [] if args.no_peer else [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in args.peers if p not in tsb_ad_peer.PEERS]
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(tsb_ad_peer.PEERS)}")
+    if args.peer_seeds and not set(args.peer_seeds) <= set(args.seeds):
+        parser.error(f"--peer-seeds {args.peer_seeds} must be among --seeds {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds repeats a seed: {args.seeds}")
+    if any(pair.partition("=")[0].strip() == "seed" for pair in args.hyperparameters):
+        parser.error("give seeds with --seeds, not --hyperparameters seed=...")
+    return args
 
 
 def overrides(pairs: list[str]) -> dict[str, str]:
@@ -254,38 +497,55 @@ def overrides(pairs: list[str]) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    if not (DATA / "ucr-dev").is_dir():
+    given = [*args.paths, *args.data]
+    if not given and not (DATA / "ucr-dev").is_dir():
         print(f"SKIPPED: {DATA / 'ucr-dev'} is absent; the quality benchmark needs ../shared/data "
-              "beside the repository.")
+              "beside the repository, or series files given as arguments.")
         return 0
+    try:
+        every = ucr_files(given or [DATA / "ucr-dev"])
+    except SeriesNameError as exc:
+        raise SystemExit(f"bench_quality.py: {exc}") from None
+    halves = split_halves(every)  # on every series given, so that --series never moves one to the other half
+    chosen = [s for s in every if not args.series or any(n in s.path.name for n in args.series)]
+    if not chosen:
+        raise SystemExit(f"bench_quality.py: no series matches --series {' '.join(args.series or [])}")
     torch.set_num_threads(1)
     hyperparameters = overrides(args.hyperparameters)
     threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print("hyperparameters:", json.dumps(parse_hyperparameters(hyperparameters).to_json()))
-    print(f"jobs: {max(1, args.jobs)} at a time, {threads} torch thread(s) each")
+    print(f"run: {len(chosen)} series x seeds {' '.join(map(str, args.seeds))}; jobs: {max(1, args.jobs)} at a time, "
+          f"{threads} torch thread(s) each; peers: {', '.join(args.peers) or 'none'}"
+          + (f" (lstmad normalisation: {args.lstmad_normalisation})" if "lstmad" in args.peers else ""))
+    peers: list[str] = args.peers
     peer_python = None
-    if not args.no_peer:
+    if peers:
         try:
             peer_python = tsb_ad_peer.ensure_venv(REPO / "bench-out" / ".venv-tsbad")
         except tsb_ad_peer.PeerUnavailable as exc:
-            print(f"PEER SKIPPED: {exc}")
+            print(f"PEERS SKIPPED: {exc}")
+            peers = []
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as temporary:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
-        items = ucr_series(args.series)
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            rows = list(pool.map(lambda item: run_ucr(item, hyperparameters, work, peer_python, threads), items))
-        smd = None if args.no_smd else run_smd(hyperparameters, work, threads)
-    print_table(rows + ([smd] if smd else []))
-    if rows:
-        print("totals:", json.dumps(totals(rows, peer_python is not None)))
+        try:
+            rows = run_all(chosen, halves, args, hyperparameters, work, peer_python, peers, threads)
+        except SeriesNameError as exc:  # a file whose rows contradict its name
+            raise SystemExit(f"bench_quality.py: {exc}") from None
+        smd = None if args.no_smd or given else run_smd(dict(hyperparameters, seed=str(args.seeds[0])), work, threads)
+    print_table(rows + ([smd] if smd else []), peers)
+    found = totals(rows, args.seeds, peers, args.peer_seeds)
+    if "lstmad" in peers:
+        found["lstmad"]["normalisation"] = args.lstmad_normalisation  # type: ignore[index]
+    print_totals(found, peers)
+    print("totals:", json.dumps(found))
     if smd:
-        print("smd:", json.dumps({"aucpr": round(smd.ours_aucpr, 4), "best_f1": round(smd.ours_f1, 4),
-                                  "train_s": round(smd.ours_train_s, 1)}))
+        print("smd:", json.dumps({"seed": args.seeds[0], "aucpr": round(smd.ours_aucpr, 4),
+                                  "best_f1": round(smd.ours_f1, 4), "train_s": round(smd.ours_train_s, 1)}))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=[name for name, _ in COLUMNS])
+            writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
             writer.writeheader()
             writer.writerows(asdict(r) for r in rows + ([smd] if smd else []))
     return 0

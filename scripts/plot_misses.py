@@ -2,7 +2,8 @@
 
 For each missed series (worst first: lowest AUC-PR), one PNG with the test part of
 the series (labelled anomaly shaded, the +-100-row tolerance outlined, our most
-anomalous row marked) above our log-likelihood (and the peer's score when it ran).
+anomalous row marked) above our log-likelihood (and TSB-AD LSTMAD's score when it ran at that
+seed). One plot per missed series and seed.
 
     .venv/bin/python scripts/bench_quality.py --work bench-out/work --out bench-out/quality.csv
     .venv/bin/python scripts/plot_misses.py bench-out/quality.csv bench-out/work --worst 4
@@ -37,19 +38,20 @@ def plot(row: dict[str, str], work: Path, out: Path) -> Path:
     name, train_end = row["series"], int(row["train_end"])
     start, end = (int(v) for v in row["anomaly"].split("-"))
     values = np.loadtxt(series_file(name))
-    log_likelihood = np.load(work / name / "log_likelihood.npy")
+    job = work / name / f"seed-{row['seed']}"  # bench_quality.py's layout: one folder per series and seed
+    log_likelihood = np.load(job / "log_likelihood.npy")
     rows = np.arange(train_end, len(values))
-    peer_file = work / name / "peer_scores.npy"
+    peer_file = job / "lstmad_scores.npy"
     panels = 3 if peer_file.exists() else 2
     fig, axes = plt.subplots(panels, 1, figsize=(14, 2.6 * panels), sharex=True)
     axes[0].plot(rows, values[train_end:], lw=0.6, color="black")
-    axes[0].set_title(f"{name}: missed (our lowest log-likelihood at row {row['ours_row']}, "
+    axes[0].set_title(f"{name} seed {row['seed']}: missed (our lowest log-likelihood at row {row['ours_row']}, "
                       f"anomaly {start}-{end}, AUC-PR {float(row['ours_aucpr']):.3f})", fontsize=10)
     axes[1].plot(rows, log_likelihood, lw=0.6, color="tab:blue")
     axes[1].set_ylabel("our log-likelihood")
     if panels == 3:
         axes[2].plot(rows, np.load(peer_file), lw=0.6, color="tab:green")
-        axes[2].set_ylabel("peer sq. error")
+        axes[2].set_ylabel("LSTMAD sq. error")
     for ax in axes:
         ax.axvspan(start, end, color="red", alpha=0.3, label="labelled anomaly")
         ax.axvspan(start - 100, end + 100, color="red", alpha=0.08)
@@ -58,7 +60,7 @@ def plot(row: dict[str, str], work: Path, out: Path) -> Path:
     axes[-1].set_xlabel("row")
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"miss_{name}.png"
+    path = out / f"miss_{name}_seed{row['seed']}.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

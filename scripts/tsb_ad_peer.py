@@ -1,36 +1,91 @@
-"""The peer detector of the quality benchmark: TSB-AD's LSTMAD, in its own virtual environment.
+"""The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors, in their own venv.
 
-TSB-AD (PyPI `TSB-AD`) pins numpy<2 and an old torch, so it cannot share the project's
-environment. `ensure_venv()` builds `bench-out/.venv-tsbad` with TSB-AD installed
-without its dependencies plus only what `TSB_AD.models.LSTMAD` imports (torch==2.13.0
-CPU, numpy<2, tqdm, torchinfo): the full dependency set would pull transformers and a
-multi-GB CUDA torch. `run_peer()` runs this file inside that environment on one series.
+TSB-AD (PyPI `TSB-AD`, github.com/TheDatumOrg/TSB-AD) pins numpy<2 and an old torch, so it cannot
+share the project's environment. `ensure_venv()` builds `bench-out/.venv-tsbad` with TSB-AD==1.5
+installed without its dependencies plus only what the two peers import (VENV_PACKAGES: the local
+CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo): the
+full dependency set would pull transformers and a multi-GB CUDA torch. `run_peer()` runs this file
+inside that environment on one series; it writes the score of every row [TRAIN_END, N), higher =
+more anomalous, and the caller judges both peers exactly as it judges ours.
 
-Run inside the venv (what `run_peer` does):
-    python tsb_ad_peer.py SERIES_TXT TRAIN_END SEED OUT_NPY
-It trains LSTMAD as TSB-AD's own benchmark wrapper does (window 100, prediction length 1,
-lr 8e-4, batch 128, its early stopping with patience 3) on rows [0, TRAIN_END) and writes
-the score of every row [TRAIN_END, N) (squared one-step error, higher = more anomalous).
-The input is z-normalised here with the training rows' mean and standard deviation,
-because TSB-AD 1.5's ForecastDataset ignores its own normalisation for univariate data.
+    python tsb_ad_peer.py {lstmad|subpca} SERIES_TXT TRAIN_END SEED OUT_NPY [NORMALISATION]
+
+NORMALISATION (lstmad only): `upstream` (the default: what TSB_AD/utils/dataset.py does on GitHub
+since 1.5 was released, and what 1.5 intends: every dataset LSTMAD builds, i.e. the training split,
+the validation split and the scored series, z-normalised with its own mean and std) or `none` (TSB-AD
+1.5 exactly as released, whose ForecastDataset drops its normalisation: raw values; see below).
+
+What TSB-AD's own univariate benchmark does (benchmark_exp/Run_Detector_U.py and TSB_AD/main.py
+upstream; TSB_AD/model_wrapper.py and TSB_AD/HP_list.py of the installed 1.5 package):
+- reads a TSB-AD-U file (UCR series among them, values as in the archive), takes the train index
+  from the file name and sets data_train = data[:train_index]; no normalisation in the script;
+- semi-supervised detectors (LSTMAD among them) are fitted on data_train and score the WHOLE series
+  (`run_Semisupervise_AD(name, data_train, data)`); unsupervised ones (Sub_PCA among them) are
+  fitted and scored on the whole series (`run_Unsupervise_AD(name, data)`);
+- hyperparameters: `Optimal_Uni_algo_HP_dict` of TSB_AD/HP_list.py, 1.5: LSTMAD window_size 100,
+  lr 0.0008; Sub_PCA periodicity 1, n_components None. (The GitHub HP_list.py has carried other
+  values in some versions, e.g. LSTMAD window 50; we use the released package's.)
+- one global seed 2024 for everything; metrics (VUS-PR etc.) over ALL rows, training rows included,
+  after min-max scaling of the score (which changes no ranking).
+
+lstmad: TSB-AD's `run_LSTMAD` itself (TSB_AD/model_wrapper.py): `LSTMAD(window_size=100,
+pred_len=1, lr=0.0008, batch_size=128)` (2 LSTM layers of 20; at most 49 epochs, as its loop stops
+at epochs - 1; its own early stopping with patience 3 on the last 20 % of the training rows; StepLR
+0.75 every 5 epochs; the model of the last epoch is kept, not the best). fit(rows [0, TRAIN_END)),
+decision_function(all N rows): the score of row t is the squared error of predicting row t from
+rows [t-100, t); TSB-AD fills the first 100 rows, which have no full window, with the score of row
+100 — those are training rows here, so no scored row is filled. Normalisation: TSB-AD's
+ForecastDataset takes `normalize=True`, but 1.5 builds the windows from the raw
+argument, not from the normalised copy (TSB_AD/utils/dataset.py), so the network sees raw values
+(TSB-AD-U's files hold raw values too, e.g.
+Datasets/TSB-AD-U/001_NAB_id_1_Facility_tr_1007_1st_2014.csv upstream, around 45). On a series far
+from zero the small network does not reach the level at lr 0.0008 before it stops, so its score is
+close to (value - constant)^2 and hardly depends on the seed. Later GitHub versions of dataset.py
+(the 1.5 class commented out) normalise the training split, the validation split and the scored
+series each with its OWN mean and std. We run that by default (NORMALISATION `upstream`: the 1.5
+dataset class given the z-normalised data, nothing else changed), so that the peer is the detector
+TSB-AD means, not a released bug; `none` reproduces 1.5 exactly. Until 2026-12 this script
+z-normalised with the training rows' statistics and called the LSTMAD class itself, which is
+neither. Seeded: torch, numpy and random get SEED (TSB-AD: 2024).
+
+subpca: TSB-AD's Sub-PCA, first on TSB-AD-U's leaderboard (VUS-PR 0.42; LSTMAD 0.33) and
+deterministic. As `run_Sub_PCA`: window = find_length_rank(rank=periodicity 1), the period from
+the autocorrelation (125 when none is found); `PCA(slidingWindow=window, n_components=None)` on
+the standardised sliding windows; score of a window = its weighted distance to the principal
+axes, given to the window's centre row (TSB-AD pads the first ceil((w-1)/2) and last (w-1)//2
+rows with the nearest score). What differs: TSB-AD fits Sub_PCA on the whole series, test part
+and anomaly included (it is in its unsupervised pool); here it is fitted on rows [0, TRAIN_END)
+only (period from those rows too) and decision_function scores all N rows, so it learns from
+the same rows as ours and the LSTMAD peer. Not seeded (full SVD): run once per series.
+
+Both peers: rows [TRAIN_END, N) are kept, the rows our detector is judged on; what still differs
+from TSB-AD's benchmark is the metric (UCR accuracy and AUC-PR on those rows instead of VUS-PR
+on all rows) and, for subpca, the fitted rows. One torch/BLAS thread each.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-WINDOW = 100
-LR = 8e-4
-VENV_PACKAGES = ("torch==2.13.0", "numpy<2", "tqdm", "torchinfo")
+PEERS = ("lstmad", "subpca")
+NORMALISATIONS = ("upstream", "none")
+SEEDED = {"lstmad": True, "subpca": False}
+# scikit-learn 1.6 and later reject TSB-AD's detector classes (no __sklearn_tags__).
+VENV_PACKAGES = ("torch==2.13.0", "numpy<2", "tqdm", "torchinfo", "scikit-learn>=1.3.2,<1.6", "scipy",
+                 "statsmodels", "pandas", "hurst")
+PROBE = ("import numpy, sys; numpy.__version__ < '2' or sys.exit('numpy ' + numpy.__version__); "
+         "import TSB_AD.model_wrapper, TSB_AD.models.LSTMAD; from TSB_AD.models.PCA import PCA; "
+         "x = numpy.sin(numpy.arange(60.0)).reshape(-1, 1); PCA(slidingWindow=5).fit(x).decision_function(x)")
 
 
 class PeerUnavailable(Exception):
-    """The peer's environment could not be built; the benchmark goes on without it."""
+    """The peers' environment could not be built; the benchmark goes on without them."""
 
 
 def venv_python(venv: Path) -> Path:
@@ -38,9 +93,9 @@ def venv_python(venv: Path) -> Path:
 
 
 def ensure_venv(venv: Path) -> Path:
-    """The peer's python, building the environment on first use (about a minute)."""
+    """The peers' python, building (or completing) the environment on first use (about a minute)."""
     python = venv_python(venv)
-    probe = [str(python), "-c", "import numpy, TSB_AD.models.LSTMAD"]
+    probe = [str(python), "-c", PROBE]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     steps = [
@@ -54,43 +109,87 @@ def ensure_venv(venv: Path) -> Path:
             raise PeerUnavailable(f"`{' '.join(step)}` failed: {done.stderr.strip()[-500:]}")
     done = subprocess.run(probe, capture_output=True, text=True)
     if done.returncode != 0:
-        raise PeerUnavailable(f"TSB-AD installed but LSTMAD does not import: {done.stderr.strip()[-500:]}")
+        raise PeerUnavailable(f"TSB-AD installed in {venv} but its detectors do not import with numpy<2: "
+                              f"{done.stderr.strip()[-500:]}")
     return python
 
 
-def run_peer(python: Path, series_file: Path, train_end: int, seed: int, out: Path) -> tuple[Path, float]:
-    """Train and score one series in the peer's environment; (scores file, wall seconds)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TQDM_DISABLE="1")
+def run_peer(python: Path, peer: str, series_file: Path, train_end: int, seed: int, out: Path,
+             normalisation: str = "upstream") -> tuple[Path, float]:
+    """Fit and score one series in the peers' environment; (scores file, wall seconds)."""
+    if peer not in PEERS:
+        raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {normalisation!r}; known: {', '.join(NORMALISATIONS)}")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TQDM_DISABLE="1")
     started = time.monotonic()
-    done = subprocess.run([str(python), __file__, str(series_file), str(train_end), str(seed), str(out)],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run([str(python), __file__, peer, str(series_file), str(train_end), str(seed), str(out),
+                           normalisation], capture_output=True, text=True, env=env)
     seconds = time.monotonic() - started
     if done.returncode != 0:
-        raise RuntimeError(f"TSB-AD LSTMAD failed on {series_file.name}: {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"TSB-AD {peer} failed on {series_file.name}: {done.stderr.strip()[-800:]}")
     return out, seconds
 
 
-def _main(series_file: str, train_end_text: str, seed_text: str, out: str) -> None:
+def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out: str,
+          normalisation: str = "upstream") -> None:
     import numpy as np
     import torch
-    from TSB_AD.models.LSTMAD import LSTMAD
+    from TSB_AD.HP_list import Optimal_Uni_algo_HP_dict
 
     torch.set_num_threads(1)
-    torch.manual_seed(int(seed_text))
-    np.random.seed(int(seed_text))
+    seed = int(seed_text)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
     values = np.loadtxt(series_file, dtype=np.float64).reshape(-1, 1)
     train_end = int(train_end_text)
-    mean, std = values[:train_end].mean(axis=0), values[:train_end].std(axis=0)
-    scaled = (values - mean) / np.where(std == 0, 1.0, std)
     started = time.monotonic()
-    detector = LSTMAD(window_size=WINDOW, pred_len=1, lr=LR, feats=1, batch_size=128)
-    detector.fit(scaled[:train_end])
-    fitted = time.monotonic()
-    # The first WINDOW rows of the request are warm-up, so every test row gets its own score.
-    scores = detector.decision_function(scaled[train_end - WINDOW:])[WINDOW:]
-    np.save(out, scores.astype(np.float64))
-    print(json.dumps({"fit_s": fitted - started, "score_s": time.monotonic() - fitted}))
+    info: dict[str, object] = {"peer": peer}
+    if peer == "lstmad":
+        import TSB_AD.models.LSTMAD
+        from TSB_AD.model_wrapper import run_LSTMAD
+
+        if normalisation == "upstream":
+            released = TSB_AD.models.LSTMAD.ForecastDataset
+
+            class OwnStatistics(released):  # type: ignore[misc,valid-type]
+                def __init__(self, data: np.ndarray, window_size: int, pred_len: int) -> None:
+                    std = data.std(axis=0)
+                    super().__init__((data - data.mean(axis=0)) / np.where(std == 0, 1e-8, std), window_size, pred_len)
+
+            TSB_AD.models.LSTMAD.ForecastDataset = OwnStatistics
+        elif normalisation != "none":
+            raise SystemExit(f"unknown normalisation {normalisation!r}; known: {', '.join(NORMALISATIONS)}")
+        info["normalisation"] = normalisation
+
+        hp = Optimal_Uni_algo_HP_dict["LSTMAD"]
+        if train_end <= hp["window_size"]:
+            raise SystemExit(f"lstmad needs more than {hp['window_size']} training rows, got {train_end}")
+        scores = run_LSTMAD(values[:train_end], values, **hp)
+    elif peer == "subpca":
+        from TSB_AD.models.PCA import PCA
+        from TSB_AD.utils.slidingWindows import find_length_rank
+
+        hp = Optimal_Uni_algo_HP_dict["Sub_PCA"]
+        window = int(find_length_rank(values[:train_end], rank=hp["periodicity"]))
+        if train_end <= window:
+            raise SystemExit(f"subpca needs more than its window ({window}) training rows, got {train_end}")
+        detector = PCA(slidingWindow=window, n_components=hp["n_components"])
+        detector.fit(values[:train_end])
+        scores = detector.decision_function(values)
+        info["window"] = window
+    else:
+        raise SystemExit(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if len(scores) != len(values):
+        raise SystemExit(f"{peer} returned {len(scores)} scores for {len(values)} rows")
+    np.save(out, scores[train_end:])
+    info.update(hyperparameters=hp, seconds=time.monotonic() - started)
+    print(json.dumps(info, default=str))
 
 
 if __name__ == "__main__":
-    _main(*sys.argv[1:5])
+    if len(sys.argv) not in (6, 7):
+        raise SystemExit(__doc__)
+    _main(*sys.argv[1:7])

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from conftest import REPO, shared_data
 
+sys.path.insert(0, str(REPO / "scripts"))
+import bench_quality  # noqa: E402  (a script, not a package)
+import tsb_ad_peer  # noqa: E402
+
 TINY = ["epochs=1", "hidden-size=4", "num-layers=1", "context-length=20", "sequence-stride=50"]
+UCR_DEV_HALF_A = {1, 13, 14, 20, 22, 32, 40, 148, 49, 157, 57, 83, 113, 134, 169, 212, 248, 249, 250}
 
 
 def run_script(*args: str) -> str:
@@ -21,23 +30,154 @@ def run_script(*args: str) -> str:
 def test_bench_quality_scores_one_ucr_series_through_the_train_entrypoint(tmp_path: Path) -> None:
     shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
     out = tmp_path / "quality.csv"
-    printed = run_script("scripts/bench_quality.py", "--series", "053_", "--no-peer", "--no-smd",
+    printed = run_script("scripts/bench_quality.py", "--series", "053_", "--seeds", "0", "--no-peer", "--no-smd",
                          "--work", str(tmp_path / "work"), "--out", str(out), "--hyperparameters", *TINY)
 
     lines = printed.splitlines()
     header = next(line for line in lines if line.startswith("series"))
-    assert header.split()[:6] == ["series", "rows", "train_end", "anomaly", "ours_row", "ours_hit"]
+    assert header.split()[:8] == ["series", "seed", "half", "rows", "train_end", "anomaly", "ours_row", "ours_hit"]
+    assert "lstmad_row" not in header  # --no-peer: no peer columns
     row = next(line for line in lines if line.startswith("053_")).split()
-    assert row[1:4] == ["6684", "1500", "2764-2995"]
-    assert 1500 <= int(row[4]) < 6684  # the most anomalous row is a test row
+    assert row[1:6] == ["0", "B", "6684", "1500", "2764-2995"]
+    assert 1500 <= int(row[6]) < 6684  # the most anomalous row is a test row
     assert any(line.startswith("totals:") and '"series": 1' in line for line in lines)
     with out.open() as f:
         (saved,) = list(csv.DictReader(f))
     assert saved["ours_hit"] == str(int(2664 <= int(saved["ours_row"]) <= 3095))
     assert 0.0 <= float(saved["ours_aucpr"]) <= 1.0
     # the model really came from `train`: its artifact and log are in the job folder
-    job = tmp_path / "work" / "053_DISTORTEDWalkingAceleration1"
+    job = tmp_path / "work" / "053_DISTORTEDWalkingAceleration1" / "seed-0"
     assert (job / "model" / "model.json").is_file() and "Model written" in (job / "train.log").read_text()
+
+
+def write_ucr_series(folder: Path, number: str, name: str, rows: int = 1200, train_end: int = 600,
+                     anomaly: tuple[int, int] = (900, 910)) -> Path:
+    """A sine series with a burst of spikes in [anomaly), saved under a UCR file name."""
+    values = np.sin(2 * np.pi * np.arange(rows) / 40) + 0.02 * np.random.default_rng(int(number)).standard_normal(rows)
+    values[anomaly[0]:anomaly[1]] += 3.0
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{number}_UCR_Anomaly_{name}_{train_end}_{anomaly[0]}_{anomaly[1]}.txt"
+    np.savetxt(path, values, fmt="%.6f")
+    return path
+
+
+def test_bench_quality_runs_on_series_files_of_ones_own_once_per_seed(tmp_path: Path) -> None:
+    write_ucr_series(tmp_path / "mine", "001", "sineA")
+    write_ucr_series(tmp_path / "mine", "002", "DISTORTEDsineB")
+    out = tmp_path / "quality.csv"
+    printed = run_script("scripts/bench_quality.py", str(tmp_path / "mine"), "--seeds", "3", "7", "--no-peer",
+                         "--work", str(tmp_path / "work"), "--out", str(out), "--hyperparameters", *TINY)
+
+    with out.open() as f:
+        saved = list(csv.DictReader(f))
+    # one row per series and seed; no smd-dev row when series are given
+    assert [(r["series"], r["seed"], r["half"]) for r in saved] == [
+        ("001_sineA", "3", "A"), ("001_sineA", "7", "A"), ("002_DISTORTEDsineB", "3", "B"),
+        ("002_DISTORTEDsineB", "7", "B")]
+    for seed in (3, 7):  # each seed really trained its own model
+        config = json.loads((tmp_path / "work" / "001_sineA" / f"seed-{seed}" / "input" / "config" /
+                             "hyperparameters.json").read_text())
+        assert config["seed"] == str(seed)
+    totals = json.loads(next(line for line in printed.splitlines() if line.startswith("totals:"))[len("totals:"):])
+    assert totals["series"] == 2 and totals["halves"] == {"A": 1, "B": 1}
+    per_seed = totals["ours"]["per_seed"]
+    assert set(per_seed) == {"3", "7"}
+    for key in ("3", "7"):
+        hits = [int(r["ours_hit"]) for r in saved if r["seed"] == key]
+        assert per_seed[key]["hits"] == sum(hits)
+        assert per_seed[key]["accuracy_A"] == hits[0] and per_seed[key]["accuracy_B"] == hits[1]
+    assert totals["ours"]["accuracy"] == pytest.approx(np.mean([per_seed[s]["accuracy"] for s in ("3", "7")]))
+    assert totals["ours"]["train_s"]["max"] >= totals["ours"]["train_s"]["median"] > 0
+
+
+def test_bench_quality_names_a_file_whose_name_is_not_a_ucr_name(tmp_path: Path) -> None:
+    write_ucr_series(tmp_path / "mine", "001", "sineA")
+    bad = tmp_path / "mine" / "series_600_900_910.txt"
+    bad.write_text("1\n2\n")
+    done = subprocess.run([sys.executable, "scripts/bench_quality.py", str(tmp_path / "mine"), "--no-peer"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert str(bad) in done.stderr and "NNN_UCR_Anomaly_<name>_<trainEnd>_<anomStart>_<anomEnd>.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ucr_files_reads_files_and_folders_once_and_rejects_bad_names(tmp_path: Path) -> None:
+    first = write_ucr_series(tmp_path / "a", "010", "sineA")
+    second = write_ucr_series(tmp_path / "b", "002", "NOISEsineA")
+    found = bench_quality.ucr_files([tmp_path / "a", first, second])  # the file in both the folder and the list
+    assert [(s.path, s.name, s.recording, s.train_end, s.start, s.end) for s in found] == [
+        (second, "002_NOISEsineA", "sineA", 600, 900, 910), (first, "010_sineA", "sineA", 600, 900, 910)]
+
+    for name, says in [("010_UCR_Anomaly_sineA_600_900.txt", "does not follow the UCR pattern"),
+                       ("readme.txt", "does not follow the UCR pattern"),
+                       ("010_UCR_Anomaly_sineA_950_900_910.txt", "needs 0 < trainEnd <= anomStart < anomEnd")]:
+        with pytest.raises(bench_quality.SeriesNameError, match=says) as caught:
+            bench_quality.parse_ucr_name(tmp_path / name)
+        assert name in str(caught.value)
+    twin = write_ucr_series(tmp_path / "twin", "010", "sineA")
+    with pytest.raises(bench_quality.SeriesNameError, match="two files of one series name 010_sineA"):
+        bench_quality.ucr_files([first, twin])
+    with pytest.raises(bench_quality.SeriesNameError, match="no such file or folder"):
+        bench_quality.ucr_files([tmp_path / "absent"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bench_quality.SeriesNameError, match="no \\*.txt series files"):
+        bench_quality.ucr_files([tmp_path / "empty"])
+    long = write_ucr_series(tmp_path / "c", "003", "sineC", rows=800, train_end=400, anomaly=(700, 710))
+    long.rename(short := long.with_name("003_UCR_Anomaly_sineC_400_700_900.txt"))
+    with pytest.raises(bench_quality.SeriesNameError, match="the file has 800 rows"):
+        bench_quality.load_series(bench_quality.parse_ucr_name(short))
+
+
+def halves_of(names: list[str]) -> dict[str, str]:
+    return bench_quality.split_halves([bench_quality.parse_ucr_name(Path(n)) for n in names])
+
+
+def test_split_halves_alternates_recordings_and_keeps_variants_together() -> None:
+    names = ["010_UCR_Anomaly_foo_100_200_210.txt", "004_UCR_Anomaly_baz_100_200_210.txt",
+             "003_UCR_Anomaly_DISTORTEDfoo_100_200_210.txt", "002_UCR_Anomaly_bar_100_200_210.txt",
+             "005_UCR_Anomaly_NOISEbar_100_200_210.txt", "007_UCR_Anomaly_qux_100_200_210.txt"]
+    # recordings by first number: bar (002) A, foo (003) B, baz (004) A, qux (007) B
+    expected = {"002_bar": "A", "005_NOISEbar": "A", "003_DISTORTEDfoo": "B", "010_foo": "B", "004_baz": "A",
+                "007_qux": "B"}
+    assert halves_of(names) == expected
+    assert halves_of(names[::-1]) == expected  # the order of the files does not matter
+
+
+def test_split_halves_of_ucr_dev_is_the_documented_one() -> None:
+    folder = shared_data("ucr-dev")
+    found = bench_quality.ucr_files([folder])
+    assert len(found) == 40
+    halves = bench_quality.split_halves(found)
+    in_a = {s.number for s in found if halves[s.name] == "A"}
+    assert in_a == UCR_DEV_HALF_A
+    assert sum(h == "B" for h in halves.values()) == 21
+    for recording in {s.recording for s in found}:  # no recording straddles the halves
+        assert len({halves[s.name] for s in found if s.recording == recording}) == 1
+    # 007 (DISTORTED) and 115 are one recording, CIMIS44AirTemperature3; 021, 097 (NOISE) and 129 another
+    by_number = {s.number: halves[s.name] for s in found}
+    assert by_number[7] == by_number[115] == "B" and by_number[21] == by_number[97] == by_number[129] == "B"
+
+
+def test_bench_quality_rejects_a_seed_among_the_hyperparameters() -> None:
+    done = subprocess.run([sys.executable, "scripts/bench_quality.py", "--no-peer", "--hyperparameters", "seed=3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "--seeds" in done.stderr
+
+
+@pytest.mark.parametrize(("peer", "normalisation"), [("lstmad", "none"), ("lstmad", "upstream"), ("subpca", "none")])
+def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, normalisation: str, tmp_path: Path
+                                                                  ) -> None:
+    python = tsb_ad_peer.venv_python(REPO / "bench-out" / ".venv-tsbad")
+    if not python.exists():
+        pytest.skip(f"{python} is absent: scripts/bench_quality.py builds the peers' venv on first use (needs PyPI)")
+    path = write_ucr_series(tmp_path, "001", "sine", rows=1200, train_end=700, anomaly=(950, 960))
+    series = bench_quality.parse_ucr_name(path)
+    result = bench_quality.run_peer(peer, tsb_ad_peer.ensure_venv(REPO / "bench-out" / ".venv-tsbad"), series, 0,
+                                    tmp_path / "scores.npy", normalisation)
+    scores = np.load(tmp_path / "scores.npy")
+    assert scores.shape == (1200 - 700,) and np.isfinite(scores).all()
+    assert result.hit == 1 and 850 <= result.row <= 1060, result
+    assert 0.0 < result.aucpr <= 1.0 and result.seconds > 0
 
 
 def test_bench_quality_rejects_an_unknown_hyperparameter_with_the_products_message() -> None:
@@ -69,3 +209,21 @@ def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path
     assert ucr["series"] == 1 and set(ucr["summed"]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
     assert ucr["summed"]["tp"] + ucr["summed"]["fn"] == 2995 - 2764  # every labelled row counted once
     assert "0.001" in ucr["alarm_fraction_sweep"]
+
+
+def test_totals_count_a_seeded_peer_only_at_the_seeds_it_ran() -> None:
+    """--peer-seeds 0: the peer's accuracy is over seed 0's rows, not diluted by the seeds where it did not run."""
+    def row(series: str, seed: int, half: str, ours: int, peer: int | None) -> bench_quality.Row:
+        found = bench_quality.Row(series, seed, half, 100, 50, "60-61", ours_hit=ours, ours_aucpr=0.5,
+                                  ours_train_s=1.0)
+        if peer is not None:
+            found.lstmad_hit, found.lstmad_aucpr, found.lstmad_s = peer, 0.25, 2.0
+        return found
+
+    rows = [row("001_a", 0, "A", 1, 1), row("002_b", 0, "B", 0, 1),
+            row("001_a", 1, "A", 0, None), row("002_b", 1, "B", 0, None)]
+    found = bench_quality.totals(rows, [0, 1], ["lstmad"], peer_seeds=[0])
+    assert found["ours"]["per_seed"]["0"]["accuracy"] == 0.5 and found["ours"]["per_seed"]["1"]["accuracy"] == 0.0
+    assert found["ours"]["accuracy"] == 0.25
+    assert list(found["lstmad"]["per_seed"]) == ["0"]
+    assert found["lstmad"]["accuracy"] == 1.0 and found["lstmad"]["s"]["total"] == 4.0
