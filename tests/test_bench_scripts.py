@@ -69,3 +69,11 @@ def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path
     assert ucr["series"] == 1 and set(ucr["summed"]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
     assert ucr["summed"]["tp"] + ucr["summed"]["fn"] == 2995 - 2764  # every labelled row counted once
     assert "0.001" in ucr["alarm_fraction_sweep"]
+
+
+def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios() -> None:
+    printed = run_script("scripts/bench_distributed.py", "--epochs", "2")
+    for name in ("threads x1", "threads x2", "DDP x1", "DDP x2"):
+        row = next(line for line in printed.splitlines() if line.startswith(name))
+        assert float(row.split()[2]) > 0, printed
+    assert "ratio DDP x2 / threads x2: " in printed
