@@ -10,11 +10,12 @@ in four set-ups, one after the other in one run:
   DDP x2       two processes (gloo on loopback), one thread each, each half of every global mini-batch
 
 Throughput = training subsequences per second over epochs 2..N (the first is warm-up), each epoch
-including its calibration pass, as the `train` entrypoint runs it. Prints one row per set-up and
-the ratios of DDP x2 to threads x2 and to threads x1.
+including its calibration pass, as the `train` entrypoint runs it. The set-ups take turns for
+`--rounds` rounds (a shared machine's load drifts); each row is the median of its rounds, with the
+range. Prints one row per set-up and the ratios of the medians.
 
-    .venv/bin/python scripts/bench_distributed.py              # 6 epochs
-    .venv/bin/python scripts/bench_distributed.py --epochs 2   # quick (tests)
+    .venv/bin/python scripts/bench_distributed.py                          # 6 epochs, 3 rounds
+    .venv/bin/python scripts/bench_distributed.py --epochs 2 --rounds 1    # quick (tests)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dataclasses
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -79,6 +81,7 @@ def ddp(world: int, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rank", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--world", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -88,13 +91,18 @@ def main() -> None:
         print(json.dumps({"throughput": ddp_rank(args.rank, args.world, args.port, args.epochs)}))
         return
     load = os.getloadavg()[0]
-    rows = {"threads x1": throughput(1, args.epochs), "threads x2": throughput(2, args.epochs)}
-    rows["DDP x1"] = ddp(1, args.epochs)
-    rows["DDP x2"] = ddp(2, args.epochs)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} CPUs, load average {load:.1f} at the start, "
-          f"torch {torch.__version__}, {args.epochs} epochs (throughput over epochs 2..{args.epochs})")
+    setups = {"threads x1": lambda: throughput(1, args.epochs), "threads x2": lambda: throughput(2, args.epochs),
+              "DDP x1": lambda: ddp(1, args.epochs), "DDP x2": lambda: ddp(2, args.epochs)}
+    runs: dict[str, list[float]] = {name: [] for name in setups}
+    for _ in range(args.rounds):
+        for name, measure in setups.items():
+            runs[name].append(measure())
+    rows = {name: statistics.median(values) for name, values in runs.items()}
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} CPUs, load average {load:.1f} at the start and "
+          f"{os.getloadavg()[0]:.1f} at the end, torch {torch.__version__}, {args.epochs} epochs (throughput over "
+          f"epochs 2..{args.epochs}), median of {args.rounds} round(s)")
     for name, value in rows.items():
-        print(f"{name:<12} {value:9.0f} subsequences/s")
+        print(f"{name:<12} {value:9.0f} subsequences/s  (range {min(runs[name]):.0f}-{max(runs[name]):.0f})")
     print(f"ratio DDP x2 / threads x2: {rows['DDP x2'] / rows['threads x2']:.2f}")
     print(f"ratio DDP x2 / threads x1: {rows['DDP x2'] / rows['threads x1']:.2f}")
     print(f"ratio DDP x1 / threads x1: {rows['DDP x1'] / rows['threads x1']:.2f}")

@@ -72,7 +72,7 @@ def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path
 
 
 def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios() -> None:
-    printed = run_script("scripts/bench_distributed.py", "--epochs", "2")
+    printed = run_script("scripts/bench_distributed.py", "--epochs", "2", "--rounds", "1")
     for name in ("threads x1", "threads x2", "DDP x1", "DDP x2"):
         row = next(line for line in printed.splitlines() if line.startswith(name))
         assert float(row.split()[2]) > 0, printed
