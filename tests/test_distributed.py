@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_series
+from lstm_ad.checkpoint import CHECKPOINT_FILE
 from lstm_ad.predictor import Predictor
 from lstm_ad.tensor_files import load_tensors
 from lstm_ad_local.server import free_port
@@ -68,9 +69,11 @@ def assert_same_model(model: Path, reference: Path) -> None:
     weights, _ = load_tensors(model / "weights.npz")
     expected, _ = load_tensors(reference / "weights.npz")
     difference = max(float((weights[k] - expected[k]).abs().max()) for k in expected)
-    print(f"largest weight difference to one process: {difference:.3g}")
-    assert difference < WEIGHT_TOLERANCE, difference
     ours, theirs = (json.loads((m / "model.json").read_text()) for m in (model, reference))
+    statistics = max(float(np.max(np.abs(np.asarray(_numbers(ours[k])) - _numbers(theirs[k]))
+                                  / np.maximum(np.abs(_numbers(theirs[k])), 1e-12))) for k in ("scaler", "gaussian"))
+    print(f"largest weight difference to one process: {difference:.3g}; statistics: {statistics:.3g} relative")
+    assert difference < WEIGHT_TOLERANCE, difference
     for key in ("scaler", "gaussian"):
         np.testing.assert_allclose(np.asarray(_numbers(ours[key])), np.asarray(_numbers(theirs[key])),
                                    rtol=1e-3, atol=1e-6)
@@ -139,6 +142,7 @@ def test_a_host_killed_mid_training_makes_the_other_fail_with_a_reason_within_th
     killed = time.monotonic()
     log = first.communicate(timeout=TIMEOUT_S + 30)[0]
     elapsed = time.monotonic() - killed
+    print(f"the surviving host failed {elapsed:.1f} s after its peer was killed")
     assert first.returncode == 1, log
     assert elapsed < TIMEOUT_S + 10, elapsed
     reason = (folders[0] / "output" / "failure").read_text().splitlines()[0]
@@ -178,3 +182,34 @@ def test_bad_cluster_settings_are_a_user_error_naming_the_variable(tmp_path: Pat
     assert process.returncode == 2, log
     reason = (base / "output" / "failure").read_text()
     assert "LSTM_AD_DIST_TIMEOUT='soon' must be a number >= 1" in reason
+
+
+def test_two_hosts_resume_from_checkpoints_as_if_never_stopped(tmp_path: Path) -> None:
+    hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "6", "early-stopping-patience": "0"}
+    reference = host_folders(tmp_path / "reference", hyperparameters)
+    environment = cluster_environment(free_port())
+    processes = [start_train(folder, environment) for folder in reference]
+    logs = run_all(processes)
+    assert [p.returncode for p in processes] == [0, 0], logs
+
+    folders = host_folders(tmp_path / "stopped", hyperparameters)
+    for folder in folders:
+        (folder / "checkpoints").mkdir()
+    environment = cluster_environment(free_port())
+    first, second = (start_train(folder, environment) for folder in folders)
+    wait_for(first, "epoch 2/6")
+    second.send_signal(signal.SIGTERM)
+    logs = run_all([first, second])
+    assert [first.returncode, second.returncode] == [0, 0], logs
+    assert not (folders[1] / "checkpoints" / CHECKPOINT_FILE).exists()  # rank 0 alone writes checkpoints
+    # SageMaker copies checkpoint_s3_uri (where rank 0's checkpoints went) to every host of the restarted job.
+    checkpoint = (folders[0] / "checkpoints" / CHECKPOINT_FILE).read_bytes()
+    (folders[1] / "checkpoints" / CHECKPOINT_FILE).write_bytes(checkpoint)
+    environment = cluster_environment(free_port())
+    processes = [start_train(folder, environment) for folder in folders]
+    logs = run_all(processes)
+    assert [p.returncode for p in processes] == [0, 0], logs
+    assert all("Resuming from checkpoint" in log for log in logs)
+    expected, _ = load_tensors(reference[0] / "model" / "weights.npz")
+    actual, _ = load_tensors(folders[0] / "model" / "weights.npz")
+    assert all(bool((actual[name] == tensor).all()) for name, tensor in expected.items())
