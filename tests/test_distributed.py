@@ -54,7 +54,15 @@ def host_folders(tmp_path: Path, hyperparameters: dict[str, str], sharded: bool 
 
 
 def run_all(processes: list[subprocess.Popen[str]], limit: float = 240) -> list[str]:
-    return [p.communicate(timeout=limit)[0] for p in processes]
+    """Every process's output once all have exited; a process still running after `limit` s fails the test
+    (and none is left behind)."""
+    try:
+        return [p.communicate(timeout=limit)[0] for p in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def single_process_model(tmp_path: Path, hyperparameters: dict[str, str]) -> Path:

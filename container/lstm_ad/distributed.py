@@ -189,7 +189,11 @@ class ProcessGroup(Collective):
         self._collective(torch.Tensor.backward, loss)
 
     def leave(self) -> None:
-        torch.distributed.destroy_process_group()
+        # A last all-reduce: every rank got here, none still waits for a peer. The process group is not
+        # destroyed: under torch 2.1, destroy_process_group() can hang for good, and the process abort when
+        # it exits normally, once another rank has exited; the shell ends such a process with os._exit
+        # (cli.exit_process).
+        self._barrier()
 
     def _barrier(self) -> None:
         self.sum([0.0])  # an all-reduce, not barrier(): NCCL's barrier guesses a device

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -133,7 +134,20 @@ def train() -> None:
     stop = StopFlag()
     stop.install()  # first: a SIGTERM while torch loads is a clean stop, not a kill
     configure_process()
-    sys.exit(run_train(Paths(base_dir()), stop))
+    exit_process(run_train(Paths(base_dir()), stop))
+
+
+def exit_process(code: int) -> None:
+    """sys.exit, except in a process of a distributed job: there torch 2.1's process-group threads can abort
+    ("terminate called without an active exception") or hang the interpreter's exit once another rank has
+    gone, so the process ends at once, with its output flushed (the model and failure file are written)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _fail(paths: Paths, reason: str, code: int, details: str = "", record: bool = True) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import StopFlag, configure_process, run_train
+from .cli import StopFlag, configure_process, exit_process, run_train
 from .paths import Paths, base_dir
 
 
@@ -21,4 +21,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_process(main(sys.argv[1:]))

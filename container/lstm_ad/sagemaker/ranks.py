@@ -44,7 +44,7 @@ class Job:
         return self.collective.rank.is_master
 
     def finish(self) -> None:
-        """After success: leave the process group; local rank 0 waits for the host's other processes."""
+        """After success: the last collective; local rank 0 waits for the host's other processes."""
         self.collective.leave()
         for child in self.local_ranks:
             try:
@@ -90,7 +90,7 @@ def join_job(paths: Paths, local_rank: int = 0) -> Job:
     # torch 2.1 reads the first, later versions the second).
     os.environ.setdefault("NCCL_ASYNC_ERROR_HANDLING", "1")
     os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-    children = _start_local_ranks(paths, local_size) if local_rank == 0 else []
+    children = _start_local_ranks(paths, local_size) if local_rank == 0 and local_size > 1 else []
     job = Job(Collective(), device, config.hosts, children, settings.timeout_s)
     master = settings.addresses.get(config.hosts[0], config.hosts[0])
     rendezvous = Rendezvous(master, settings.master_port, settings.timeout_s, "nccl" if gpus else "gloo")
