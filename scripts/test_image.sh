@@ -11,6 +11,8 @@
 #        lstm-ad:ci-slim   the slim variant (Debian's Python 3.11, CPU torch 2.13, numpy 2)
 #   4. scripts/docker_smoke_test.sh on each (--network none), printing per image
 #        image=<tag> size_mb=<N> cold_start_s=<X> smoke=ok
+#      then scripts/docker_distributed_test.sh (two containers algo-1, algo-2 on an internal network)
+#        image=<tag> distributed=ok peer_failure_s=<X>
 #   5. the listing's client flow with the SageMaker Python SDK v2 in local mode against the default
 #      image (tests/test_image_sdk_local.py; needs docker-compose, installed here when missing).
 # Fails (non-zero) when any step fails. Environment: IMAGES="py310 slim" (the default) selects the
@@ -66,6 +68,10 @@ for variant in $IMAGES; do
     IMAGE="$tag" SKIP_BUILD=1 bash scripts/docker_smoke_test.sh | tee "$CACHE/smoke.log" \
         || fail "the smoke test of $tag failed"
     summary+=("$(grep '^image=' "$CACHE/smoke.log" | tail -1)")
+    log "distributed training of $tag: two containers, hosts algo-1 and algo-2"
+    IMAGE="$tag" bash scripts/docker_distributed_test.sh | tee "$CACHE/distributed.log" \
+        || fail "the distributed-training test of $tag failed"
+    summary+=("$(grep '^image=' "$CACHE/distributed.log" | tail -1)")
 done
 
 if [ "${SDK_TEST:-1}" = 1 ] && [[ " $IMAGES " == *" py310 "* ]]; then

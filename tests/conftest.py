@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,9 +45,10 @@ def write_csv(path: Path, values: np.ndarray) -> Path:
 
 
 def make_opt_ml(base: Path, hyperparameters: dict[str, str], channels: dict[str, dict[str, np.ndarray]],
-                input_mode: str = "File") -> Path:
-    """Lay out a fake /opt/ml for the `train` entrypoint (the local runner's writer) with CSV channels."""
-    write_training_config(Paths(base), channels, hyperparameters, input_mode=input_mode)
+                input_mode: str = "File", **resources: Any) -> Path:
+    """Lay out a fake /opt/ml for the `train` entrypoint (the local runner's writer) with CSV channels;
+    `resources`: hosts, current_host, distribution (write_training_config)."""
+    write_training_config(Paths(base), channels, hyperparameters, input_mode=input_mode, **resources)
     for channel, files in channels.items():
         for name, values in files.items():
             write_csv(base / "input" / "data" / channel / name, values)

@@ -180,7 +180,7 @@ def test_channels_metrics_and_objectives(request_dict: dict[str, Any]) -> None:
     objectives = {o["MetricName"]: o["Type"] for o in training["SupportedTuningJobObjectiveMetrics"]}
     assert objectives == {"train:mse": "Minimize", "train:mae": "Minimize", "calibration:mse": "Minimize",
                           "valid:mse": "Minimize", "valid:mae": "Minimize"}
-    assert training["SupportsDistributedTraining"] is False
+    assert training["SupportsDistributedTraining"] is True
     assert "ml.g4dn.xlarge" in training["SupportedTrainingInstanceTypes"]  # --gpu
 
 
@@ -264,13 +264,17 @@ def test_estimator_fills_defaults_that_train_parses(estimator: Any) -> None:
     ({"hyperparameters": {"hidden-size": 0}}, "Invalid value"),
     ({"hyperparameters": {"calibration-fraction": 2.0}}, "Invalid value"),
     ({"hyperparameters": {"hidden_size": 8}}, "Invalid hyperparameter"),
-    ({"instance_count": 2}, "Distributed training is not supported"),
     ({"input_mode": "FastFile"}, "Invalid input mode"),
     ({"instance_type": "ml.p4d.24xlarge"}, "Invalid instance_type"),
 ])
 def test_estimator_rejects_what_the_spec_excludes(estimator: Any, options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         estimator(**options)
+
+
+def test_estimator_accepts_several_instances(estimator: Any) -> None:
+    """SupportsDistributedTraining: the SDK lets instance_count=2 through (the hosts train together)."""
+    assert estimator(instance_count=2).instance_count == 2
 
 
 def test_estimator_channel_rules(estimator: Any) -> None:

@@ -227,3 +227,11 @@ def test_totals_count_a_seeded_peer_only_at_the_seeds_it_ran() -> None:
     assert found["ours"]["accuracy"] == 0.25
     assert list(found["lstmad"]["per_seed"]) == ["0"]
     assert found["lstmad"]["accuracy"] == 1.0 and found["lstmad"]["s"]["total"] == 4.0
+
+
+def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios() -> None:
+    printed = run_script("scripts/bench_distributed.py", "--epochs", "2", "--rounds", "1")
+    for name in ("threads x1", "threads x2", "DDP x1", "DDP x2"):
+        row = next(line for line in printed.splitlines() if line.startswith(name))
+        assert float(row.split()[2]) > 0, printed
+    assert "ratio DDP x2 / threads x2: " in printed

@@ -22,7 +22,8 @@ import torch
 from conftest import REPO, TINY_HYPERPARAMETERS, make_opt_ml, sine_series
 
 DOCKERFILE = REPO / "Dockerfile"
-SHELL_SCRIPTS = ["scripts/docker_smoke_test.sh", "scripts/docker_local.sh", "scripts/build_and_push.sh",
+SHELL_SCRIPTS = ["scripts/docker_smoke_test.sh", "scripts/docker_distributed_test.sh", "scripts/docker_local.sh",
+                 "scripts/build_and_push.sh",
                  "scripts/docker_engine.sh", "scripts/make_base_images.sh", "scripts/test_image.sh",
                  "scripts/test.sh", "scripts/test_compat.sh", "scripts/test_sdk_v3.sh", "scripts/dev-setup.sh",
                  "scripts/demo.sh", ".ci/run"]

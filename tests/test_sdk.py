@@ -110,6 +110,19 @@ def test_estimator_fit_sends_string_hyperparameters_that_train_parses(aws: Stubb
     assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["training", "validation"]
 
 
+def test_two_instances_with_sharded_files_as_the_readme_shows(aws: StubbedSageMaker) -> None:
+    """What `train` reads on each host: InstanceCount (resourceconfig.json's hosts) and S3DistributionType."""
+    from sagemaker.inputs import TrainingInput
+
+    estimator = Estimator(image_uri=IMAGE, role=ROLE, instance_count=2, instance_type=INSTANCE,
+                          sagemaker_session=aws.session, output_path="s3://lstm-ad-test-bucket/output")
+    request = _fit(aws, estimator, {"training": TrainingInput("s3://lstm-ad-test-bucket/train/",
+                                                              distribution="ShardedByS3Key")})
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    channel, = request["InputDataConfig"]
+    assert channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
+
+
 def test_metric_definitions_sent_with_fit_read_our_log_lines(aws: StubbedSageMaker,
                                                             metric_log_lines: dict[str, str]) -> None:
     estimator = Estimator(image_uri=IMAGE, role=ROLE, instance_count=1, instance_type=INSTANCE,

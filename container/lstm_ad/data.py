@@ -196,6 +196,11 @@ class Scaler:
             warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN column
             mean = np.nanmean(stacked, axis=0) if gaps else stacked.mean(axis=0)
             std = np.nanstd(stacked, axis=0) if gaps else stacked.std(axis=0)
+        return cls.from_moments(mean, std)
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray) -> Scaler:
+        """The scaler of columns with this mean and (population) standard deviation; a constant column gets 1."""
         std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
         return cls(mean=mean, std=std)
 

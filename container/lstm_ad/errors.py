@@ -35,5 +35,10 @@ class TrainingStopped(Exception):
     """A stop was requested (SIGTERM) before the first epoch completed: there is nothing to save."""
 
 
+class ClusterError(Exception):
+    """A training job of several ranks lost one (it failed, was stopped, or cannot be reached) or could not
+    start them all: neither the user's input nor a bug here, so exit code 1 with this reason, no traceback."""
+
+
 class LocalJobError(Exception):
     """A local training or transform job (lstm_ad_local) failed; the message says why."""

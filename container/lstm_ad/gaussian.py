@@ -56,7 +56,13 @@ class Gaussian:
     def _fit(cls, errors: np.ndarray) -> Gaussian:
         mean = errors.mean(axis=0)
         centred = errors - mean
-        cov = centred.T @ centred / errors.shape[0]  # MLE: divide by n, not n - 1
+        return cls.from_scatter(mean, centred.T @ centred, errors.shape[0])
+
+    @classmethod
+    def from_scatter(cls, mean: np.ndarray, scatter: np.ndarray, n: int) -> Gaussian:
+        """The fit from its sufficient statistics: the mean and the scatter sum_i (e_i - mean)(e_i - mean)^T
+        of n vectors (added up over the ranks of a distributed job, see pooled.py)."""
+        cov = scatter / n  # MLE: divide by n, not n - 1
         k = cov.shape[0]
         ridge = RIDGE * max(float(np.trace(cov)) / k, 1e-12)
         return cls(mean=mean, cov=cov + ridge * np.eye(k))

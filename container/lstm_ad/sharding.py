@@ -10,6 +10,9 @@ Each shard's loss is weighted by its share of the mini-batch, so the summed grad
 is the gradient of the whole mini-batch's mean loss: the optimiser takes the same step
 as without sharding, up to float rounding (which depends on the number of shards, so
 results are reproducible for a given seed and shard count).
+
+This serves a job of one process on CPU (measured faster than DDP between local processes on the same
+cores: docs/benchmarks.md); a job of several ranks uses DistributedDataParallel (data_parallel.py).
 """
 
 from __future__ import annotations

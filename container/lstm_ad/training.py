@@ -25,16 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import pooled
 from .adam import Adam
 from .checkpoint import Checkpointer, TrainingState
 from .data import Scaler, Series
+from .data_parallel import DataParallel
+from .distributed import Collective
 from .errors import DataError, TrainingStopped, UserError
 from .forecast import default_chunk_length, forecast_errors
-from .gaussian import Gaussian
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster
 from .predictor import MAX_STANDARDISED, Predictor, network_config
-from .sharding import ShardedGradient, shard_count, single_threaded_kernels
+from .sharding import shard_count, single_threaded_kernels
 from .threshold import alarm_threshold
 
 logger = logging.getLogger(__name__)
@@ -196,12 +198,10 @@ def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyper
     error vector misses an entry, because the row has a gap, are left out)."""
     network.eval()
     found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
+    if not found:  # a rank with no file of its own in a distributed job
+        return np.empty((0, network.config.prediction_length * network.config.columns))
     errors = np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
     return errors.astype(np.float64)
-
-
-def _mse_mae(errors: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(errors**2)), float(np.mean(np.abs(errors)))
 
 
 def train(
@@ -212,11 +212,15 @@ def train(
     checkpoint_dir: Path | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
     on_epoch: Callable[[EpochReport], None] = lambda report: None,
+    collective: Collective | None = None,
 ) -> TrainingResult:
     """Fit LSTM-AD to `series`; returns the predictor and what happened.
 
-    `stop_requested` is polled before every mini-batch; `on_epoch` hears of every epoch.
+    `stop_requested` is polled before every mini-batch; `on_epoch` hears of every epoch. In a job of
+    several ranks (`collective`, distributed.py) `series` are this rank's files, every rank returns the
+    same predictor, and only rank 0 writes checkpoints.
     """
+    collective = collective or Collective()
     check_lengths(series, hp)
     check_error_dimension(series[0].values.shape[1], hp)
     if validation:
@@ -224,7 +228,7 @@ def train(
     device = device or select_device()
     torch.manual_seed(hp.seed)
     splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
-    scaler = Scaler.fit([s.values[:cut] for s, cut in zip(series, splits, strict=True)])
+    scaler = pooled.fit_scaler([s.values[:cut] for s, cut in zip(series, splits, strict=True)], collective)
     check_scaler(scaler, series, hp)
     fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
     # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
@@ -239,47 +243,57 @@ def train(
 
     network = LSTMForecaster(network_config(hp, columns)).to(device)
     sampler = SubsequenceSampler(fit_parts, hp, device)
-    missing_values = int(sum(np.isnan(s.values).sum() for s in series))
+    share = collective.training
+    missing_values = pooled.share_count(int(sum(np.isnan(s.values).sum() for s in series)), collective, share)
+    subsequences = pooled.share_count(len(sampler), collective, share)
+    skipped = pooled.share_count(sampler.skipped, collective, share)
     if missing_values:
-        total = len(sampler) + sampler.skipped
+        total = subsequences + skipped
+        cells = pooled.share_count(sum(s.values.size for s in series), collective, share)
         logger.info("Missing values: %d empty cells in the training series (%.2f %% of all cells); %d of %d "
                     "training subsequences (%.1f %%) contain one and are skipped.", missing_values,
-                    100 * missing_values / sum(s.values.size for s in series), sampler.skipped, total,
-                    100 * sampler.skipped / max(total, 1))
-    if len(sampler) == 0:
-        raise DataError(f"Every training subsequence ({sampler.skipped} of {hp.context_length} + "
+                    100 * missing_values / cells, skipped, total, 100 * skipped / max(total, 1))
+    if subsequences == 0:
+        raise DataError(f"Every training subsequence ({skipped} of {hp.context_length} + "
                         f"{hp.prediction_length} rows) contains a missing value: there is nothing to train on. "
                         "Provide stretches without gaps at least that long, or lower `context-length`.")
-    shards = shard_count(device, hp.batch_size, hp.dropout)
+    shards = shard_count(device, hp.batch_size, hp.dropout) if collective.size == 1 else 1
     logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
-                "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s)",
+                "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s) on each of %d rank(s)",
                 device, len(series), columns, sum(map(len, fit_parts)),
-                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True)), len(sampler),
-                sum(p.numel() for p in network.parameters()), shards)
+                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True)), subsequences,
+                sum(p.numel() for p in network.parameters()), shards, collective.size)
     optimizer = Adam(network.parameters(), lr=hp.lr)
     checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
     state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
+    check_same_start(state.epoch, collective)
+    if not collective.rank.is_master:
+        checkpointer = None  # rank 0 alone writes checkpoints; every rank resumes from its copy
 
     interrupted = False
-    with single_threaded_kernels(shards > 1), ShardedGradient(network, shards) as gradient:
+    window_shape = (hp.context_length + hp.prediction_length, columns)
+    with single_threaded_kernels(shards > 1), \
+            DataParallel(network, collective, len(sampler), window_shape, shards) as parallel:
         while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
             started = time.monotonic()
-            epoch_loss = _run_epoch(network, gradient, optimizer, sampler, hp, state, stop_requested)
+            epoch_loss = _run_epoch(network, parallel, optimizer, sampler, hp, state, stop_requested)
             if epoch_loss is None:
                 interrupted = True
                 break
             state.epoch += 1
-            calibration_mse, _ = _mse_mae(streaming_errors(network, calibration_parts, hp, chunk_length))
+            calibration_mse, _ = pooled.mse_mae(
+                streaming_errors(network, share.mine(calibration_parts), hp, chunk_length), collective)
             state.record(calibration_mse, network)
             best = " (best)" if state.best_epoch == state.epoch else ""
             logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, time.monotonic() - started, best)
             valid_mse = valid_mae = None
             if validation_parts:
-                valid_mse, valid_mae = _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length))
+                valid_mse, valid_mae = pooled.mse_mae(streaming_errors(
+                    network, collective.validation.mine(validation_parts), hp, chunk_length), collective)
             on_epoch(EpochReport(state.epoch, *epoch_loss, calibration_mse, valid_mse, valid_mae))
             if checkpointer:
                 checkpointer.save(network, optimizer, state)
-            if stop_requested():
+            if parallel.stop(stop_requested):
                 interrupted = True
                 break
 
@@ -292,27 +306,38 @@ def train(
     # threads is slower, and under load from other processes it was 20-900x slower (scripts/bench_startup.py).
     with single_threaded_kernels(device.type == "cpu"):
         result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
-                         state, interrupted, missing_values, sampler.skipped)
+                         state, interrupted, missing_values, skipped, collective)
     logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
     return result
 
 
-def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: Adam,
+def check_same_start(epoch: int, collective: Collective) -> None:
+    """Every rank must resume from the same epoch (each host reads its own copy of the checkpoints)."""
+    epochs = collective.gather_ints(epoch)
+    if len(set(epochs)) > 1:
+        raise DataError(f"The ranks of this job resume from different epochs ({epochs}, in rank order): every "
+                        "host must see the same checkpoint. Resume with the same host count and checkpoint "
+                        "location, or remove the checkpoints to start afresh.")
+
+
+def _run_epoch(network: LSTMForecaster, parallel: DataParallel, optimizer: Adam,
                sampler: SubsequenceSampler, hp: Hyperparameters, state: TrainingState,
                stop_requested: Callable[[], bool]) -> tuple[float, float] | None:
-    """One pass over the shuffled subsequences; None when a stop was requested mid-epoch."""
+    """One pass over the shuffled subsequences (of every rank); None when a stop was requested mid-epoch."""
     network.train()
-    order = torch.randperm(len(sampler), generator=state.generator).to(sampler.starts.device)
+    order = torch.randperm(parallel.total, generator=state.generator).to(sampler.starts.device)
     total_mse = total_mae = 0.0
     for first in range(0, len(order), hp.batch_size):
-        if stop_requested():
+        if parallel.stop(stop_requested):
             return None
-        windows = sampler.batch(order[first:first + hp.batch_size])
-        mse, mae = gradient(lambda net, w: subsequence_loss(net, w, hp), windows)  # sets network's .grad
+        batch = order[first:first + hp.batch_size]
+        windows = sampler.batch(parallel.mine(batch))
+        mse, mae = parallel.gradient(lambda net, w: subsequence_loss(net, w, hp), windows, len(batch))  # sets .grad
         torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=5.0, foreach=True)
         optimizer.step()
-        total_mse += mse * len(windows)
-        total_mae += mae * len(windows)
+        total_mse += mse
+        total_mae += mae
+    total_mse, total_mae = parallel.epoch_sums(total_mse, total_mae)
     if not math.isfinite(total_mse):
         raise UserError(f"Training diverged: the loss became {total_mse} in epoch {state.epoch + 1}. "
                         f"Lower `lr` (now {hp.lr:g}).")
@@ -322,38 +347,44 @@ def _run_epoch(network: LSTMForecaster, gradient: ShardedGradient, optimizer: Ad
 def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
             fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
             validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool,
-            missing_values: int = 0, skipped_subsequences: int = 0) -> TrainingResult:
+            missing_values: int = 0, skipped_subsequences: int = 0,
+            collective: Collective | None = None) -> TrainingResult:
     """Calibrate the Gaussian with the best weights, compute the final metrics."""
+    collective = collective or Collective()
+    calibration_parts = collective.training.mine(calibration_parts)  # this rank's files; sums over all ranks
     calibration_errors = streaming_errors(network, calibration_parts, hp, chunk_length)
-    calibration_total = sum(max(0, len(part) - hp.context_length) for part in calibration_parts)
-    skipped_calibration = calibration_total - len(calibration_errors)
+    calibration_rows = pooled.count(len(calibration_errors), collective)
+    calibration_total = pooled.count(sum(max(0, len(part) - hp.context_length) for part in calibration_parts),
+                                     collective)
+    skipped_calibration = calibration_total - calibration_rows
     if skipped_calibration:
         logger.info("Calibration: %d of %d calibration rows (%.1f %%) have a gap in their error vector and are "
                     "left out of the Gaussian's fit.", skipped_calibration, calibration_total,
                     100 * skipped_calibration / max(calibration_total, 1))
     dimension = calibration_errors.shape[1]
-    if len(calibration_errors) < 2:
-        raise DataError(f"Only {len(calibration_errors)} calibration rows: raise `calibration-fraction` "
+    if calibration_rows < 2:
+        raise DataError(f"Only {calibration_rows} calibration rows: raise `calibration-fraction` "
                         "or provide longer series.")
-    if len(calibration_errors) < 10 * dimension:
+    if calibration_rows < 10 * dimension:
         logger.warning("Only %d calibration rows for a %d-dimensional error model (about %d recommended): "
                        "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
-                       len(calibration_errors), dimension, 10 * dimension)
-    gaussian = Gaussian.fit(calibration_errors)
-    threshold = alarm_threshold(gaussian.log_likelihood(calibration_errors), hp.alarm_fraction)
+                       calibration_rows, dimension, 10 * dimension)
+    gaussian = pooled.fit_gaussian(calibration_errors, collective)
+    scores = pooled.all_scores(gaussian.log_likelihood(calibration_errors), collective)
+    threshold = alarm_threshold(scores, hp.alarm_fraction)
     logger.info("Alarm threshold: log-likelihood %.6g, the %g quantile of the %d calibration rows' scores "
                 "(alarm-fraction); the alarm output flags rows scoring below it.", threshold, hp.alarm_fraction,
-                len(calibration_errors))
-    final = dict(zip(("train:mse", "train:mae"),
-                     _mse_mae(streaming_errors(network, fit_parts, hp, chunk_length)), strict=True))
-    final["calibration:mse"] = _mse_mae(calibration_errors)[0]
+                calibration_rows)
+    final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(
+        streaming_errors(network, collective.training.mine(fit_parts), hp, chunk_length), collective), strict=True))
+    final["calibration:mse"] = pooled.mse_mae(calibration_errors, collective)[0]
     if validation_parts:
-        final.update(zip(("valid:mse", "valid:mae"),
-                         _mse_mae(streaming_errors(network, validation_parts, hp, chunk_length)), strict=True))
+        final.update(zip(("valid:mse", "valid:mae"), pooled.mse_mae(streaming_errors(
+            network, collective.validation.mine(validation_parts), hp, chunk_length), collective), strict=True))
     final["alarm:threshold"] = threshold
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
-                              calibration_rows=len(calibration_errors), metrics=final,
+                              calibration_rows=calibration_rows, metrics=final,
                               missing_values=missing_values, skipped_subsequences=skipped_subsequences,
                               skipped_calibration_rows=skipped_calibration)
     predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold)

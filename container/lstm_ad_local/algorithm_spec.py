@@ -125,7 +125,7 @@ def training_specification(request: AlgorithmRequest) -> dict[str, Any]:
         **_image(request, "TrainingImage"),
         "SupportedHyperParameters": [hyperparameter_spec(spec) for spec in SCHEMA],
         "SupportedTrainingInstanceTypes": instances,
-        "SupportsDistributedTraining": False,  # `train` refuses more than one host
+        "SupportsDistributedTraining": True,  # torch.distributed over the hosts (docs/distributed-training.md)
         "MetricDefinitions": metric_definitions(),
         "TrainingChannels": channel_specs(),
         "SupportedTuningJobObjectiveMetrics": tuning_objectives(),

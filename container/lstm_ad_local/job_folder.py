@@ -17,12 +17,13 @@ from lstm_ad.sagemaker.paths import Paths
 
 def write_training_config(paths: Paths, channels: Iterable[str], hyperparameters: Mapping[str, object],
                           input_mode: str = "File", hosts: tuple[str, ...] = ("algo-1",),
-                          current_host: str = "algo-1") -> None:
-    """hyperparameters.json, inputdataconfig.json, resourceconfig.json and the empty output folders."""
+                          current_host: str = "algo-1", distribution: str = "FullyReplicated") -> None:
+    """hyperparameters.json, inputdataconfig.json, resourceconfig.json and the empty output folders.
+    `distribution` is every channel's S3DistributionType (FullyReplicated or ShardedByS3Key)."""
     paths.config_dir.mkdir(parents=True, exist_ok=True)
     paths.hyperparameters_file.write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}, indent=1))
     paths.input_data_config_file.write_text(json.dumps({
-        name: {"ContentType": "text/csv", "TrainingInputMode": input_mode, "S3DistributionType": "FullyReplicated",
+        name: {"ContentType": "text/csv", "TrainingInputMode": input_mode, "S3DistributionType": distribution,
                "RecordWrapperType": "None"} for name in channels}, indent=1))
     paths.resource_config_file.write_text(json.dumps(
         {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}, indent=1))

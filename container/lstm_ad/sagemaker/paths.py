@@ -70,7 +70,7 @@ class Paths:
         return self.base / "checkpoints"
 
 
-def _read_json(path: Path, default: Any) -> Any:
+def read_json(path: Path, default: Any) -> Any:
     if not path.is_file():
         return default
     try:
@@ -81,7 +81,7 @@ def _read_json(path: Path, default: Any) -> Any:
 
 def read_hyperparameters(paths: Paths) -> dict[str, Any]:
     """The raw hyperparameters (string values, as SageMaker writes them); {} when absent."""
-    raw = _read_json(paths.hyperparameters_file, {})
+    raw = read_json(paths.hyperparameters_file, {})
     if not isinstance(raw, dict):
         raise UserError(f"{paths.hyperparameters_file} must hold a JSON object of name -> value.")
     return raw
@@ -89,7 +89,7 @@ def read_hyperparameters(paths: Paths) -> dict[str, Any]:
 
 def training_channels(paths: Paths) -> dict[str, Path]:
     """The channels this job has, checked against inputdataconfig.json when present."""
-    config = _read_json(paths.input_data_config_file, None)
+    config = read_json(paths.input_data_config_file, None)
     names = set(config) if isinstance(config, dict) else (
         {p.name for p in paths.data_dir.iterdir() if p.is_dir()} if paths.data_dir.is_dir() else set())
     unknown = sorted(names - set(CHANNELS))
@@ -108,14 +108,6 @@ def training_channels(paths: Paths) -> dict[str, Path]:
             raise UserError(f"Channel `{name}` uses input mode {mode}; this algorithm reads whole files. "
                             "Use input mode File (or FastFile).")
     return {name: paths.channel(name) for name in sorted(names)}
-
-
-def check_single_host(paths: Paths) -> None:
-    config = _read_json(paths.resource_config_file, {})
-    hosts = config.get("hosts", []) if isinstance(config, dict) else []
-    if len(hosts) > 1:
-        raise UserError(f"This algorithm trains on one instance, but the job has {len(hosts)} "
-                        f"({', '.join(hosts)}). Set instance_count=1; use a GPU instance for speed.")
 
 
 def write_failure(paths: Paths, reason: str, details: str = "") -> bool:

@@ -1,0 +1,82 @@
+"""Statistics of the whole training data when each rank holds or works on only part of it.
+
+Every rank computes sums over the files it works on (`Share.mine`: each file counted once in the
+job); the sums are added up over the ranks (`Collective.sum`), and every rank derives the same result
+from them, so that every rank takes the same decisions (early stopping, divergence, the threshold).
+
+- Scaler: per column, the count and sum of the values present give the mean; then the sum of squared
+  deviations from that mean gives the standard deviation (two passes, as numpy's nanstd does).
+- Gaussian: n and sum(e) give the mean; then the scatter sum((e - mean)(e - mean)^T) gives the
+  covariance (Gaussian.from_scatter: the same ridge as a fit in one process).
+- Losses: the sums of squared and absolute errors and the count of entries.
+- Alarm threshold: the calibration scores of every rank are gathered and the rule is applied to all
+  of them (threshold.py), the exact single-process quantile.
+
+The results equal those of one process reading all the files up to float rounding (the order of
+the additions differs). A job of one process computes them exactly as before (Scaler.fit, Gaussian.fit,
+np.mean).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .data import Scaler
+from .distributed import Collective, Share
+from .gaussian import Gaussian
+
+
+def fit_scaler(parts: list[np.ndarray], collective: Collective) -> Scaler:
+    """The scaler of the fitting parts of every rank; `parts` are this rank's (all files of its share)."""
+    if collective.size == 1:
+        return Scaler.fit(parts)
+    mine = collective.training.mine(parts)
+    columns = parts[0].shape[1]
+    stacked = np.concatenate(mine, axis=0) if mine else np.empty((0, columns))
+    present = ~np.isnan(stacked)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        count, total = collective.sum(np.stack([present.sum(axis=0), np.where(present, stacked, 0.0).sum(axis=0)]))
+        mean = total / count  # NaN for a column with no value anywhere: check_scaler reports it
+        deviations = np.where(present, stacked - mean, 0.0)
+        squares = collective.sum((deviations ** 2).sum(axis=0))
+        std = np.sqrt(squares / count)
+    return Scaler.from_moments(mean, std)
+
+
+def mse_mae(errors: np.ndarray, collective: Collective) -> tuple[float, float]:
+    """Mean squared and absolute error over every entry of every rank's error vectors."""
+    if collective.size == 1:
+        return float(np.mean(errors ** 2)), float(np.mean(np.abs(errors)))
+    squares, absolute, count = collective.sum([np.sum(errors ** 2), np.sum(np.abs(errors)), errors.size])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(squares / count), float(absolute / count)
+
+
+def count(value: int, collective: Collective) -> int:
+    """A count (rows, cells, subsequences) added up over the ranks."""
+    return int(round(float(collective.sum([value])[0])))
+
+
+def share_count(value: int, collective: Collective, share: Share) -> int:
+    """A count every rank of a share knows alike (its files' cells), added up over the shares."""
+    return count(value if share.position == 0 else 0, collective)
+
+
+def fit_gaussian(errors: np.ndarray, collective: Collective) -> Gaussian:
+    """The error model fitted to every rank's calibration error vectors (n >= 2 in all, checked by the caller)."""
+    if collective.size == 1:
+        return Gaussian.fit(errors)
+    k = errors.shape[1]
+    sums = collective.sum(np.concatenate([[len(errors)], errors.sum(axis=0)]))
+    n, mean = int(round(sums[0])), sums[1:] / sums[0]
+    centred = errors - mean
+    scatter = collective.sum(centred.T @ centred).reshape(k, k)
+    return Gaussian.from_scatter(mean, scatter, n)
+
+
+def all_scores(scores: np.ndarray, collective: Collective) -> np.ndarray:
+    """Every rank's calibration scores (for the alarm threshold's quantile)."""
+    return collective.gather(scores)
