@@ -140,11 +140,17 @@ def wait_for(process: subprocess.Popen[str], text: str, limit: float = 120) -> s
     return seen
 
 
-def test_a_host_killed_mid_training_makes_the_other_fail_with_a_reason_within_the_timeout(tmp_path: Path) -> None:
+def start_long_two_host_job(tmp_path: Path) -> tuple[list[Path], subprocess.Popen[str], subprocess.Popen[str]]:
+    """Two hosts training for 1,000 epochs (long enough to be interrupted): (job folders, host 1, host 2)."""
     hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "1000", "early-stopping-patience": "0"}
     folders = host_folders(tmp_path, hyperparameters)
     environment = cluster_environment(free_port())
     first, second = (start_train(folder, environment) for folder in folders)
+    return folders, first, second
+
+
+def test_a_host_killed_mid_training_makes_the_other_fail_with_a_reason_within_the_timeout(tmp_path: Path) -> None:
+    folders, first, second = start_long_two_host_job(tmp_path)
     wait_for(first, "epoch 1/1000")
     second.kill()
     killed = time.monotonic()
@@ -159,10 +165,7 @@ def test_a_host_killed_mid_training_makes_the_other_fail_with_a_reason_within_th
 
 
 def test_sigterm_on_one_host_stops_every_host_and_rank_0_saves(tmp_path: Path) -> None:
-    hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "1000", "early-stopping-patience": "0"}
-    folders = host_folders(tmp_path, hyperparameters)
-    environment = cluster_environment(free_port())
-    first, second = (start_train(folder, environment) for folder in folders)
+    folders, first, second = start_long_two_host_job(tmp_path)
     wait_for(first, "epoch 2/1000")
     second.send_signal(signal.SIGTERM)
     logs = run_all([first, second], limit=60)
