@@ -303,7 +303,7 @@ def train(
     network.eval()
     started = time.monotonic()
     # One thread, like the loop's own calibration passes: splitting LSTM-AD's small matrix products over
-    # threads is slower, and under load from other processes it was 20-900x slower (scripts/bench_startup.py).
+    # threads is slower, and with other processes running it was 6-120x slower (scripts/bench_startup.py).
     with single_threaded_kernels(device.type == "cpu"):
         result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
                          state, interrupted, missing_values, skipped, collective)
