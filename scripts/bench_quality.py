@@ -26,7 +26,8 @@ machine: one mini-batch shard per core). Training wall time includes starting `t
 Peers (--peers, default both; scripts/tsb_ad_peer.py says exactly how they are run and what
 differs from TSB-AD's own benchmark), judged on the same scored rows with the same metrics, one
 thread each: `lstmad`, TSB-AD 1.5's LSTMAD run by its own `run_LSTMAD` with its released
-univariate hyperparameters, fitted on rows [0, trainEnd), once per seed, its input z-normalised as
+univariate hyperparameters, fitted on rows [0, trainEnd), once per seed (or only at --peer-seeds:
+it takes 30-300 s a series on one thread here), its input z-normalised as
 TSB-AD's code does since 1.5 (--lstmad-normalisation none: raw values, as 1.5's dataset class
 actually passes them); `subpca`, TSB-AD's
 Sub-PCA (first on TSB-AD's univariate leaderboard), fitted on rows [0, trainEnd), deterministic,
