@@ -8,9 +8,9 @@ these costs show: 200 files of 40 rows, and one file of 8,000 rows. From its log
 References measured in the same run, in this process or fresh interpreters:
 - optimiser: building torch.optim.Adam and taking one step in a fresh interpreter (it imports
   torch._dynamo), against lstm_ad.adam.Adam doing the same;
-- final passes on all cores: the same forward passes (training.streaming_errors over the fitting
-  and calibration parts, what the final passes consist of) with torch's default thread count,
-  against one thread.
+- final passes on all cores: the same forward passes (forecast_errors over the fitting and
+  calibration parts, what training.streaming_errors runs on one thread) with torch's default
+  thread count, against one thread.
 
     .venv/bin/python scripts/bench_startup.py [--repeat 3]
 """
@@ -32,6 +32,7 @@ import torch
 
 from lstm_ad import training
 from lstm_ad.data import Series
+from lstm_ad.forecast import forecast_errors
 from lstm_ad.hyperparameters import validate
 from lstm_ad.sagemaker.paths import Paths
 from lstm_ad_local.job_folder import write_training_config
@@ -101,8 +102,8 @@ def forward_passes_seconds(files: int, rows: int, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         started = time.monotonic()
-        for parts in (calibration, fit):
-            training.streaming_errors(network, parts, hp, predictor.chunk_length)
+        for part in calibration + fit:  # forecast_errors itself: streaming_errors always uses one thread
+            forecast_errors(network, part, hp.context_length, predictor.chunk_length)
         return time.monotonic() - started
     finally:
         torch.set_num_threads(before)

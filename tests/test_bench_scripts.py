@@ -235,3 +235,11 @@ def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios(
         row = next(line for line in printed.splitlines() if line.startswith(name))
         assert float(row.split()[2]) > 0, printed
     assert "ratio DDP x2 / threads x2: " in printed
+
+
+def test_bench_startup_prints_the_optimiser_and_final_pass_figures_with_their_references() -> None:
+    printed = run_script("scripts/bench_startup.py", "--repeat", "1")
+    assert "torch.optim.Adam" in printed and "lstm_ad.adam.Adam" in printed, printed
+    for case in ("200 files x 40 rows", "1 file x 8,000 rows"):
+        line = next(line for line in printed.splitlines() if line.startswith(case))
+        assert "final passes" in line and "1 thread" in line and "ratio" in line, line

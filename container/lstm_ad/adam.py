@@ -2,7 +2,7 @@
 
 `torch.optim.Optimizer` imports `torch._dynamo` (the compiler) the first time an optimiser is
 built and on every step, to exclude itself from compilation. LSTM-AD never compiles, and that
-import cost `train` 1.4 s of start-up on a quiet machine, 5.8 s under load (scripts/bench_startup.py).
+import cost `train` 1.2 s of start-up on a quiet machine, up to 5.8 s under load (scripts/bench_startup.py).
 This is the same update as `torch.optim.Adam(params, lr, foreach=True)` with its defaults
 (betas 0.9/0.999, eps 1e-8, no weight decay, no amsgrad), written with the same foreach kernels
 in the same order, so it matches torch's Adam to float rounding (tests/test_adam.py).

@@ -30,7 +30,7 @@ from .adam import Adam
 from .checkpoint import Checkpointer, TrainingState
 from .data import Scaler, Series
 from .data_parallel import DataParallel
-from .distributed import Collective
+from .distributed import Collective, Share
 from .errors import DataError, TrainingStopped, UserError
 from .forecast import default_chunk_length, forecast_errors
 from .hyperparameters import Hyperparameters
@@ -195,13 +195,24 @@ def subsequence_loss(network: torch.nn.Module, windows: torch.Tensor, hp: Hyperp
 def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
                      chunk_length: int) -> np.ndarray:
     """Complete error vectors of every scorable row of every part, scored as at inference (rows whose
-    error vector misses an entry, because the row has a gap, are left out)."""
+    error vector misses an entry, because the row has a gap, are left out).
+
+    On CPU on one torch thread, whatever the caller's setting: splitting LSTM-AD's small matrix products
+    over threads is 3-6x slower on a quiet machine, 45-120x with other processes running (bench_startup.py).
+    """
     network.eval()
-    found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
+    with single_threaded_kernels(next(network.parameters()).device.type == "cpu"):
+        found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
     if not found:  # a rank with no file of its own in a distributed job
         return np.empty((0, network.config.prediction_length * network.config.columns))
     errors = np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
     return errors.astype(np.float64)
+
+
+def pooled_mse_mae(network: LSTMForecaster, parts: list[np.ndarray], share: Share, hp: Hyperparameters,
+                   chunk_length: int, collective: Collective) -> tuple[float, float]:
+    """MSE and MAE of the parts' error vectors over every rank (each scores the parts of `share` it owns)."""
+    return pooled.mse_mae(streaming_errors(network, share.mine(parts), hp, chunk_length), collective)
 
 
 def train(
@@ -281,15 +292,14 @@ def train(
                 interrupted = True
                 break
             state.epoch += 1
-            calibration_mse, _ = pooled.mse_mae(
-                streaming_errors(network, share.mine(calibration_parts), hp, chunk_length), collective)
+            calibration_mse, _ = pooled_mse_mae(network, calibration_parts, share, hp, chunk_length, collective)
             state.record(calibration_mse, network)
             best = " (best)" if state.best_epoch == state.epoch else ""
             logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, time.monotonic() - started, best)
             valid_mse = valid_mae = None
             if validation_parts:
-                valid_mse, valid_mae = pooled.mse_mae(streaming_errors(
-                    network, collective.validation.mine(validation_parts), hp, chunk_length), collective)
+                valid_mse, valid_mae = pooled_mse_mae(network, validation_parts, collective.validation, hp,
+                                                      chunk_length, collective)
             on_epoch(EpochReport(state.epoch, *epoch_loss, calibration_mse, valid_mse, valid_mae))
             if checkpointer:
                 checkpointer.save(network, optimizer, state)
@@ -302,11 +312,8 @@ def train(
     network.load_state_dict(state.best_state)
     network.eval()
     started = time.monotonic()
-    # One thread, like the loop's own calibration passes: splitting LSTM-AD's small matrix products over
-    # threads is slower, and with other processes running it was 6-120x slower (scripts/bench_startup.py).
-    with single_threaded_kernels(device.type == "cpu"):
-        result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
-                         state, interrupted, missing_values, skipped, collective)
+    result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
+                     state, interrupted, missing_values, skipped, collective)
     logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
     return result
 
@@ -347,10 +354,8 @@ def _run_epoch(network: LSTMForecaster, parallel: DataParallel, optimizer: Adam,
 def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
             fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
             validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool,
-            missing_values: int = 0, skipped_subsequences: int = 0,
-            collective: Collective | None = None) -> TrainingResult:
+            missing_values: int, skipped_subsequences: int, collective: Collective) -> TrainingResult:
     """Calibrate the Gaussian with the best weights, compute the final metrics."""
-    collective = collective or Collective()
     calibration_parts = collective.training.mine(calibration_parts)  # this rank's files; sums over all ranks
     calibration_errors = streaming_errors(network, calibration_parts, hp, chunk_length)
     calibration_rows = pooled.count(len(calibration_errors), collective)
@@ -375,12 +380,12 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
     logger.info("Alarm threshold: log-likelihood %.6g, the %g quantile of the %d calibration rows' scores "
                 "(alarm-fraction); the alarm output flags rows scoring below it.", threshold, hp.alarm_fraction,
                 calibration_rows)
-    final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(
-        streaming_errors(network, collective.training.mine(fit_parts), hp, chunk_length), collective), strict=True))
+    final = dict(zip(("train:mse", "train:mae"), pooled_mse_mae(
+        network, fit_parts, collective.training, hp, chunk_length, collective), strict=True))
     final["calibration:mse"] = pooled.mse_mae(calibration_errors, collective)[0]
     if validation_parts:
-        final.update(zip(("valid:mse", "valid:mae"), pooled.mse_mae(streaming_errors(
-            network, collective.validation.mine(validation_parts), hp, chunk_length), collective), strict=True))
+        final.update(zip(("valid:mse", "valid:mae"), pooled_mse_mae(
+            network, validation_parts, collective.validation, hp, chunk_length, collective), strict=True))
     final["alarm:threshold"] = threshold
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
