@@ -50,7 +50,8 @@ class Adam:
         torch._foreach_addcdiv_(params, exp_avg, denominator, -step_size)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The state as named tensors (for checkpoints): `<index>.step`, `<index>.exp_avg`, ..."""
+        """The state as named tensors (for checkpoints): `<index>.step`, `<index>.exp_avg`, ... One step count
+        per parameter, as torch.optim.Adam's state held it, so checkpoints written before this class resume."""
         found: dict[str, torch.Tensor] = {}
         for index, (mean, square) in enumerate(zip(self.exp_avg, self.exp_avg_sq, strict=True)):
             found[f"{index}.step"] = torch.tensor(float(self.steps))
