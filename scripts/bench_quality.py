@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     peer_python = None
     if peers:
         try:
-            peer_python = tsb_ad_peer.ensure_venv(REPO / "bench-out" / ".venv-tsbad")
+            peer_python = tsb_ad_peer.ensure_venv(tsb_ad_peer.peer_venv())
         except tsb_ad_peer.PeerUnavailable as exc:
             print(f"PEERS SKIPPED: {exc}")
             peers = []

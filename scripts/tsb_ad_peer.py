@@ -1,7 +1,8 @@
 """The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors, in their own venv.
 
 TSB-AD (PyPI `TSB-AD`, github.com/TheDatumOrg/TSB-AD) pins numpy<2 and an old torch, so it cannot
-share the project's environment. `ensure_venv()` builds `bench-out/.venv-tsbad` with TSB-AD==1.5
+share the project's environment. `ensure_venv()` builds it (in `peer_venv()`: `bench-out/.venv-tsbad`,
+or the folder named by LSTM_AD_PEER_VENV, which CI keeps in /var/cache/lstm-ad) with TSB-AD==1.5
 installed without its dependencies plus only what the two peers import (VENV_PACKAGES: the local
 CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo): the
 full dependency set would pull transformers and a multi-GB CUDA torch. `run_peer()` runs this file
@@ -9,6 +10,7 @@ inside that environment on one series; it writes the score of every row [TRAIN_E
 more anomalous, and the caller judges both peers exactly as it judges ours.
 
     python tsb_ad_peer.py {lstmad|subpca} SERIES_TXT TRAIN_END SEED OUT_NPY [NORMALISATION]
+    python tsb_ad_peer.py build      (builds or checks the environment; prints its python)
 
 NORMALISATION (lstmad only): `upstream` (the default: what TSB_AD/utils/dataset.py does on GitHub
 since 1.5 was released, and what 1.5 intends: every dataset LSTMAD builds, i.e. the training split,
@@ -86,6 +88,12 @@ PROBE = ("import numpy, sys; numpy.__version__ < '2' or sys.exit('numpy ' + nump
 
 class PeerUnavailable(Exception):
     """The peers' environment could not be built; the benchmark goes on without them."""
+
+
+def peer_venv() -> Path:
+    """Where the peers' environment lives: LSTM_AD_PEER_VENV, else bench-out/.venv-tsbad of this clone."""
+    named = os.environ.get("LSTM_AD_PEER_VENV")
+    return Path(named) if named else Path(__file__).resolve().parent.parent / "bench-out" / ".venv-tsbad"
 
 
 def venv_python(venv: Path) -> Path:
@@ -190,6 +198,12 @@ def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (6, 7):
+    if sys.argv[1:] == ["build"]:
+        try:
+            print(ensure_venv(peer_venv()))
+        except PeerUnavailable as exc:
+            raise SystemExit(f"tsb_ad_peer.py build: {exc}") from None
+    elif len(sys.argv) in (6, 7):
+        _main(*sys.argv[1:7])
+    else:
         raise SystemExit(__doc__)
-    _main(*sys.argv[1:7])

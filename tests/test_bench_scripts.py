@@ -167,12 +167,13 @@ def test_bench_quality_rejects_a_seed_among_the_hyperparameters() -> None:
 @pytest.mark.parametrize(("peer", "normalisation"), [("lstmad", "none"), ("lstmad", "upstream"), ("subpca", "none")])
 def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, normalisation: str, tmp_path: Path
                                                                   ) -> None:
-    python = tsb_ad_peer.venv_python(REPO / "bench-out" / ".venv-tsbad")
+    python = tsb_ad_peer.venv_python(tsb_ad_peer.peer_venv())
     if not python.exists():
-        pytest.skip(f"{python} is absent: scripts/bench_quality.py builds the peers' venv on first use (needs PyPI)")
+        pytest.skip(f"{python} is absent: `python scripts/tsb_ad_peer.py build` builds the peers' venv (needs "
+                    "PyPI; CI does it, in LSTM_AD_PEER_VENV)")
     path = write_ucr_series(tmp_path, "001", "sine", rows=1200, train_end=700, anomaly=(950, 960))
     series = bench_quality.parse_ucr_name(path)
-    result = bench_quality.run_peer(peer, tsb_ad_peer.ensure_venv(REPO / "bench-out" / ".venv-tsbad"), series, 0,
+    result = bench_quality.run_peer(peer, tsb_ad_peer.ensure_venv(tsb_ad_peer.peer_venv()), series, 0,
                                     tmp_path / "scores.npy", normalisation)
     scores = np.load(tmp_path / "scores.npy")
     assert scores.shape == (1200 - 700,) and np.isfinite(scores).all()
