@@ -193,12 +193,13 @@ def test_line_split_with_a_short_last_mini_batch_completes(trained: dict[str, Pa
 
 
 def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict[str, Path], tmp_path: Path) -> None:
-    """For series above the 100 MB request limit: split (overlap = context-length), transform, join."""
+    """For series above the 100 MB request limit: split (overlap = context-length + score-window - 1, the
+    default 25), transform, join."""
     values = sine_series(900, COLUMNS, seed=10)
     series = write_csv(tmp_path / "series.csv", values)
     cli = [str(BIN / "lstm-ad-local")]
     split = subprocess.run([*cli, "split", "--input", str(series), "--output", str(tmp_path / "parts"),
-                            "--rows-per-part", "250", "--context-length", str(CONTEXT)],
+                            "--rows-per-part", "300", "--context-length", str(CONTEXT)],
                            capture_output=True, text=True, timeout=60)
     assert split.returncode == 0 and split.stdout.strip() == f"4 parts in {tmp_path / 'parts'}", split.stderr
     run_transform_job(trained["artifact"], tmp_path / "parts", tmp_path / "out", TransformSettings())
@@ -231,7 +232,7 @@ def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dic
     with pytest.raises(LocalJobError, match=r"big\.csv: The file is 0\.\d+ MB, over MaxPayloadInMB") as failure:
         run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out",
                           TransformSettings(max_payload_mb=0.001), job_dir=job)
-    assert "overlap by context-length rows" in str(failure.value)
+    assert "overlap by context-length + score-window - 1 rows" in str(failure.value)
     assert not (tmp_path / "out" / "big.csv.out").exists()
     assert (job / "model" / "model.json").is_file()  # the model was unpacked where SAGEMAKER_BASE_DIR points
     assert _processes_with(str(job)) == []  # the server (gunicorn and its workers) is gone

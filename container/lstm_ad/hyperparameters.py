@@ -102,6 +102,12 @@ class Hyperparameters:
         0.2, 0.0, 1.0,
         "Trailing fraction of each training series used to fit the Gaussian error model, never to fit "
         "the LSTM.", min_exclusive=True, max_exclusive=True)
+    score_window: int = _declare(
+        25, 1, 1_000,
+        "Rows of the window around each row (as many before as after) whose mean log-likelihood is "
+        "scored too: a row's score is the lower of its own log-likelihood and that mean, each measured "
+        "against the calibration rows; 1 scores rows alone. The default 25 found the most UCR anomalies "
+        "in scripts/bench_quality.py. Changes scoring only, not the LSTM.", tunable=False)
     alarm_fraction: float = _declare(
         0.001, 0.0, 0.5,
         "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "

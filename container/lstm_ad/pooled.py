@@ -9,8 +9,8 @@ from them, so that every rank takes the same decisions (early stopping, divergen
 - Gaussian: n and sum(e) give the mean; then the scatter sum((e - mean)(e - mean)^T) gives the
   covariance (Gaussian.from_scatter: the same ridge as a fit in one process).
 - Losses: the sums of squared and absolute errors and the count of entries.
-- Alarm threshold: the calibration scores of every rank are gathered and the rule is applied to all
-  of them (threshold.py), the exact single-process quantile.
+- Score window and alarm threshold: the calibration scores of every rank are gathered, and the scales
+  (windowed.py) and the rule (threshold.py) are applied to all of them: the exact single-process quantiles.
 
 The results equal those of one process reading all the files up to float rounding (the order of
 the additions differs). A job of one process computes them exactly as before (Scaler.fit, Gaussian.fit,
@@ -26,6 +26,7 @@ import numpy as np
 from .data import Scaler
 from .distributed import Collective, Share
 from .gaussian import Gaussian
+from .windowed import WindowedScore, window_means
 
 
 def fit_scaler(parts: list[np.ndarray], collective: Collective) -> Scaler:
@@ -80,3 +81,12 @@ def fit_gaussian(errors: np.ndarray, collective: Collective) -> Gaussian:
 def all_scores(scores: np.ndarray, collective: Collective) -> np.ndarray:
     """Every rank's calibration scores (for the alarm threshold's quantile)."""
     return collective.gather(scores)
+
+
+def fit_windowed(window: int, row_scores: list[np.ndarray], collective: Collective) -> WindowedScore:
+    """The score window's scales from every rank's calibration parts (`row_scores`: this rank's, one
+    array of row log-likelihoods per part, in time order)."""
+    found = [window_means(part, window) for part in row_scores]
+    rows, means, counts = (np.concatenate(arrays) if found else np.empty(0)
+                           for arrays in (row_scores, [m for m, _ in found], [n for _, n in found]))
+    return WindowedScore.fit(window, *(collective.gather(a) for a in (rows, means, counts)))

@@ -2,12 +2,13 @@
 
 An artifact is a folder with two files, neither of which can execute code on loading:
   model.json    format version, hyperparameters, column count, scaler, Gaussian,
-                chunk length, alarm threshold and a short training summary
+                score window's scales, chunk length, alarm threshold and a short training summary
   weights.npz   the network's state_dict as plain arrays (see tensor_files.py)
 Loading rebuilds the network from the hyperparameters and column count, then loads the
 weights, refusing any missing, extra or misshapen tensor. An artifact written before the
 alarm threshold existed loads without one (`alarm_threshold` None): it scores as before,
-and asking it for alarms is a UserError that says to retrain.
+and asking it for alarms is a UserError that says to retrain. One written before the score
+window existed (no `score_window`) scores every row alone, as it did.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, NetworkConfig
 from .tensor_files import load_tensors, save_tensors
 from .threshold import alarms
+from .windowed import WindowedScore
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,13 @@ MAX_STANDARDISED = 1e4  # training standard deviations from the training mean; i
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Per input row: Gaussian log-likelihood (lower = more anomalous) and the one-step
-    prediction in original units. Warm-up rows (the first context-length) are NaN.
+    """Per input row: the score (lower = more anomalous; the Gaussian log-likelihood of the row, or of
+    the window around it, see windowed.py) and the one-step prediction in original units. Warm-up rows
+    (the first context-length) are NaN.
 
     Optional, when asked for: `alarm` 1.0 where the score is below the stored threshold, else 0.0;
     `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error
-    vector (column_shares), which sum over the columns to D^2 = 2 (best - score)."""
+    vector (column_shares), which sum over the columns to D^2 = 2 (best - the row's own log-likelihood)."""
 
     log_likelihood: np.ndarray  # (rows,)
     predictions: np.ndarray  # (rows, columns)
@@ -66,6 +69,7 @@ class Predictor:
     chunk_length: int
     summary: dict[str, Any] = field(default_factory=dict)
     alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
+    windowed: WindowedScore | None = None  # None: an artifact from before the score window; rows scored alone
 
     @property
     def columns(self) -> int:
@@ -114,6 +118,8 @@ class Predictor:
             else:
                 log_likelihood[scored:], terms = self.gaussian.log_likelihood_and_contributions(result.errors[scored:])
                 shares[scored:] = column_shares(terms, self.columns)
+            if self.windowed is not None:
+                log_likelihood[scored:] = self.windowed(log_likelihood[scored:])
             predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
         flags = alarms(log_likelihood, self.alarm_threshold) if alarm and self.alarm_threshold is not None else None
         return ScoreResult(log_likelihood, predictions, flags, shares)
@@ -131,6 +137,7 @@ class Predictor:
             "scaler": self.scaler.to_json(),
             "gaussian": self.gaussian.to_json(),
             "alarm_threshold": self.alarm_threshold,
+            "score_window": None if self.windowed is None else self.windowed.to_json(),
             "summary": self.summary,
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
@@ -169,6 +176,7 @@ class Predictor:
                 chunk_length=int(meta["chunk_length"]),
                 summary=meta.get("summary", {}),
                 alarm_threshold=_optional_float(meta.get("alarm_threshold")),
+                windowed=None if meta.get("score_window") is None else WindowedScore.from_json(meta["score_window"]),
             )
         except ArtifactError:
             raise

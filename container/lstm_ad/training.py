@@ -34,7 +34,7 @@ from .distributed import Collective, Share
 from .errors import DataError, TrainingStopped, UserError
 from .forecast import default_chunk_length, forecast_errors
 from .hyperparameters import Hyperparameters
-from .model import LSTMForecaster
+from .model import LSTMForecaster, NetworkConfig
 from .predictor import MAX_STANDARDISED, Predictor, network_config
 from .sharding import shard_count, single_threaded_kernels
 from .threshold import alarm_threshold
@@ -195,18 +195,28 @@ def subsequence_loss(network: torch.nn.Module, windows: torch.Tensor, hp: Hyperp
 def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
                      chunk_length: int) -> np.ndarray:
     """Complete error vectors of every scorable row of every part, scored as at inference (rows whose
-    error vector misses an entry, because the row has a gap, are left out).
+    error vector misses an entry, because the row has a gap, are left out)."""
+    return complete_rows(part_errors(network, parts, hp, chunk_length), network.config)
+
+
+def complete_rows(found: list[np.ndarray], config: NetworkConfig) -> np.ndarray:
+    """The error vectors of `found` (one array per part) that miss no entry, in one array."""
+    if not found:  # a rank with no file of its own in a distributed job
+        return np.empty((0, config.prediction_length * config.columns))
+    return np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
+
+
+def part_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
+                chunk_length: int) -> list[np.ndarray]:
+    """Each part's error vectors after its warm-up, scored as at inference (NaN entries where a value is missing).
 
     On CPU on one torch thread, whatever the caller's setting: splitting LSTM-AD's small matrix products
     over threads is 3-6x slower on a quiet machine, 45-120x with other processes running (bench_startup.py).
     """
     network.eval()
     with single_threaded_kernels(next(network.parameters()).device.type == "cpu"):
-        found = [forecast_errors(network, part, hp.context_length, chunk_length).errors for part in parts]
-    if not found:  # a rank with no file of its own in a distributed job
-        return np.empty((0, network.config.prediction_length * network.config.columns))
-    errors = np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
-    return errors.astype(np.float64)
+        found = [forecast_errors(network, part, hp.context_length, chunk_length) for part in parts]
+    return [f.errors[f.first_scored_row:].astype(np.float64) for f in found]
 
 
 def pooled_mse_mae(network: LSTMForecaster, parts: list[np.ndarray], share: Share, hp: Hyperparameters,
@@ -357,7 +367,8 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
             missing_values: int, skipped_subsequences: int, collective: Collective) -> TrainingResult:
     """Calibrate the Gaussian with the best weights, compute the final metrics."""
     calibration_parts = collective.training.mine(calibration_parts)  # this rank's files; sums over all ranks
-    calibration_errors = streaming_errors(network, calibration_parts, hp, chunk_length)
+    calibration_found = part_errors(network, calibration_parts, hp, chunk_length)  # gap rows too, in time order
+    calibration_errors = complete_rows(calibration_found, network.config)
     calibration_rows = pooled.count(len(calibration_errors), collective)
     calibration_total = pooled.count(sum(max(0, len(part) - hp.context_length) for part in calibration_parts),
                                      collective)
@@ -375,11 +386,17 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                        "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
                        calibration_rows, dimension, 10 * dimension)
     gaussian = pooled.fit_gaussian(calibration_errors, collective)
-    scores = pooled.all_scores(gaussian.log_likelihood(calibration_errors), collective)
+    row_scores = [gaussian.log_likelihood(errors) for errors in calibration_found]  # gap rows: their marginal
+    windowed = pooled.fit_windowed(hp.score_window, row_scores, collective)
+    if hp.score_window > 1 and not windowed.active:
+        logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
+                       "score window of %d rows.", hp.score_window)
+    scores = pooled.all_scores(np.concatenate([windowed(part) for part in row_scores]) if row_scores
+                               else np.empty(0), collective)
     threshold = alarm_threshold(scores, hp.alarm_fraction)
-    logger.info("Alarm threshold: log-likelihood %.6g, the %g quantile of the %d calibration rows' scores "
-                "(alarm-fraction); the alarm output flags rows scoring below it.", threshold, hp.alarm_fraction,
-                calibration_rows)
+    logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
+                "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
+                threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
     final = dict(zip(("train:mse", "train:mae"), pooled_mse_mae(
         network, fit_parts, collective.training, hp, chunk_length, collective), strict=True))
     final["calibration:mse"] = pooled.mse_mae(calibration_errors, collective)[0]
@@ -392,5 +409,5 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                               calibration_rows=calibration_rows, metrics=final,
                               missing_values=missing_values, skipped_subsequences=skipped_subsequences,
                               skipped_calibration_rows=skipped_calibration)
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold)
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold, windowed)
     return TrainingResult(predictor, summary)

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lstm_ad.errors import LocalJobError
+from lstm_ad.hyperparameters import SPECS
 from lstm_ad.sagemaker.metrics import METRICS
 from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
 
 from .job_folder import link_channel, write_training_config
-from .series_files import join_outputs, split_series
+from .series_files import join_outputs, overlap, split_series
 from .server import console_script
 from .transform import STRATEGIES, TransformSettings, run_transform_job
 
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model.tar.gz"
 OUTPUT_ARTIFACT = "output.tar.gz"
 LOG_TAIL_LINES = 40
+SCORE_WINDOW = int(SPECS["score-window"].default)
 
 
 @dataclass(frozen=True)
@@ -174,15 +176,19 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
     demo.add_argument("--output", required=True, type=Path)
     demo.add_argument("--seed", type=int, default=0)
-    split = commands.add_parser("split", help="split a long series into files overlapping by context-length rows")
+    split = commands.add_parser("split", help="split a long series into files overlapping by "
+                                "context-length + score-window - 1 rows")
     split.add_argument("--input", required=True, type=Path, help="the CSV series")
     split.add_argument("--output", required=True, type=Path, help="folder for part-00001.csv, ...")
     split.add_argument("--rows-per-part", required=True, type=int)
     split.add_argument("--context-length", required=True, type=int, help="the model's context-length")
+    split.add_argument("--score-window", type=int, default=SCORE_WINDOW, help=f"the model's score-window "
+                       f"(default {SCORE_WINDOW}, the hyperparameter's default)")
     join = commands.add_parser("join", help="join the parts' .out files into one answer for the whole series")
     join.add_argument("--outputs", required=True, type=Path, help="folder with part-*.csv.out")
     join.add_argument("--output", required=True, type=Path, help="the joined .out file")
     join.add_argument("--context-length", required=True, type=int, help="as given to split")
+    join.add_argument("--score-window", type=int, default=SCORE_WINDOW, help="as given to split")
     report = commands.add_parser("demo-report", help="compare a demo .out with the labelled anomalies")
     report.add_argument("--out", required=True, type=Path, help="the .out file of the demo test series")
     report.add_argument("--labels", required=True, type=Path, help="the demo labels file (0/1 per row)")
@@ -209,13 +215,15 @@ def _run_command(args: argparse.Namespace) -> None:
         outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
         print("Output: " + ", ".join(str(p) for p in outputs))
     elif args.command == "split":
-        parts = split_series(args.input, args.output, args.rows_per_part, args.context_length)
+        parts = split_series(args.input, args.output, args.rows_per_part,
+                             overlap(args.context_length, args.score_window))
         print(f"{len(parts)} parts in {args.output}")
     elif args.command == "join":
         outputs = sorted(args.outputs.glob("part-*.csv.out"))
         if not outputs:
             raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
-        print(f"Joined {len(outputs)} parts into {join_outputs(outputs, args.output, args.context_length)}")
+        joined = join_outputs(outputs, args.output, overlap(args.context_length, args.score_window))
+        print(f"Joined {len(outputs)} parts into {joined}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())
     else:

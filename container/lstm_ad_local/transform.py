@@ -245,7 +245,7 @@ def _check_size(payload: bytes, limit: int, what: str) -> None:
         raise LocalJobError(
             f"{what} is {len(payload) / MB:.2f} MB, over MaxPayloadInMB ({limit / MB:.3g} MB). Raise the limit "
             f"(at most {MAX_PAYLOAD_LIMIT_MB} MB), or split a long series into files that overlap by "
-            "context-length rows.")
+            "context-length + score-window - 1 rows (lstm-ad-local split).")
 
 
 def _invoke(server: LocalServer, payload: bytes, settings: TransformSettings) -> bytes:

@@ -48,8 +48,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("calibration:mse", "Final: mean squared error on the calibration part.", True),
     Metric("valid:mse", "Final: mean squared error on the validation channel (needs it).", True),
     Metric("valid:mae", "Final: mean absolute error on the validation channel (needs it).", True),
-    Metric("alarm:threshold", "Final: the stored alarm threshold, a log-likelihood (usually negative): the "
-           "alarm-fraction quantile of the calibration rows' scores. Not an objective.", True, objective=False),
+    Metric("alarm:threshold", "Final: the stored alarm threshold, a score (log-likelihood units, usually "
+           "negative): the alarm-fraction quantile of the calibration rows' scores. Not an objective.", True,
+           objective=False),
 )
 
 METRIC_NAMES = {metric.name for metric in METRICS}
