@@ -115,9 +115,11 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
     for fraction in FRACTIONS:
         threshold = alarm_threshold(calibration, fraction)
         sweep[str(fraction)] = prf((score < threshold).astype(float), labels)
-    # Attribution check: the shares sum to 2 (best - score) on every scored row.
-    gap = np.nanmax(np.abs(np.nansum(attribution, axis=1) - 2 * (g.best_log_likelihood - score))
-                    / np.maximum(1.0, np.abs(score)))
+    # Attribution check: the shares sum to 2 (best - L) on every scored row, L the row's own log-likelihood
+    # (the score wherever the row's own term wins the score window).
+    own = g.log_likelihood(errors)
+    gap = np.nanmax(np.abs(np.nansum(attribution, axis=1) - 2 * (g.best_log_likelihood - own))
+                    / np.maximum(1.0, np.abs(own)))
     gappy: dict[str, object] = {}
     if gaps:
         holes = request.copy()

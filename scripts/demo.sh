@@ -35,7 +35,7 @@ echo "== 3/4 Batch transform job (local, serve entrypoint; text/csv, each file w
 grep -E "ready|Transform:|->" "$DEMO_DIR/transform.log"
 OUT="$DEMO_DIR/predictions/test.csv.out"
 
-echo "== 4/4 Results: $OUT has one line per input row: score (log-likelihood), then one prediction per column"
+echo "== 4/4 Results: $OUT has one line per input row: score (lower = more anomalous), then one prediction per column"
 echo "Rows 49-52 (the first 50 rows are the context-length warm-up: empty fields):"
 sed -n '49,52p' "$OUT"
 .venv/bin/lstm-ad-local demo-report --out "$OUT" --labels "$DEMO_DIR/data/test_labels.csv"

@@ -278,3 +278,17 @@ def test_demo_data_labels_every_injected_anomaly(tmp_path: Path) -> None:
         assert f"{anomaly['kind']} rows {anomaly['start']}-{anomaly['end'] - 1}" in done.stdout
     flat = anomalies[2]
     assert np.ptp(test[flat["start"]:flat["end"], 2]) == 0  # the stuck sensor really is stuck
+
+
+def test_demo_report_ranks_each_anomaly_and_says_which_rows_score_lower(tmp_path: Path) -> None:
+    scores = {2: 0, 3: -5, 4: 1, 5: -3, 6: -10, 7: -1, 8: 0, 9: -2, **{r: 0 for r in range(10, 15)}, 15: -20}
+    out = tmp_path / "test.csv.out"
+    out.write_text(",0.5\n,0.5\n" + "".join(f"{scores[r]},0.5\n" for r in range(2, 16)))  # 2 warm-up rows
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"{int(r in (5, 6, 9))}\n" for r in range(16)))
+    done = subprocess.run([str(BIN / "lstm-ad-local"), "demo-report", "--out", str(out), "--labels", str(labels)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    # Ranked: 15 (-20, normal, 6 rows from an anomaly), 6 (-10), 3 (-5, normal, 2 rows before one), 5, 9, ...
+    assert "rows 5-6: lowest score -10.00 at row 6, rank 2 of 14 (0 / 0 / 1)" in done.stdout
+    assert "rows 9-9: lowest score -2.00 at row 9, rank 5 of 14 (2 / 1 / 1)" in done.stdout

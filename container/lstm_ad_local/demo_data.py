@@ -118,15 +118,24 @@ def report(out_path: Path, labels_path: Path, lowest: int = 8) -> str:
              "   row     score  label"]
     warm_up = int(np.argmax(~np.isnan(scores))) if len(scored) else 0  # = context-length
     lines += [f"{row:6d} {scores[row]:9.2f}  {_label(row, labels, warm_up)}" for row in order[:lowest]]
-    lines.append("Labelled anomalies (rank 1 = the most anomalous row of the file):")
-    for start, end in _spans(labels):
+    lines.append("Labelled anomalies (rank 1 = the most anomalous row; the rows ranked above each: anomalous / "
+                 "normal within context-length rows of an anomaly / normal elsewhere):")
+    spans = _spans(labels)
+    rows = np.arange(len(labels))
+    # A normal row near an anomaly reads it in its context or its score window, so it may score low too.
+    distance = np.min([np.maximum(start - rows, rows - (end - 1)) for start, end in spans] or [rows * 0 + len(rows)],
+                      axis=0)
+    for start, end in spans:
         inside = [row for row in range(start, end) if not np.isnan(scores[row])]
         if not inside:
             lines.append(f"  rows {start}-{end - 1}: inside the warm-up, not scored")
             continue
         best = min(inside, key=lambda row: rank[row])
+        above = order[:rank[best] - 1]
+        near = int(np.sum((labels[above] == 0) & (distance[above] <= warm_up)))
+        far = int(np.sum((labels[above] == 0) & (distance[above] > warm_up)))
         lines.append(f"  rows {start}-{end - 1}: lowest score {scores[best]:.2f} at row {best}, rank {rank[best]} "
-                     f"of {len(scored)}")
+                     f"of {len(scored)} ({int(np.sum(labels[above] == 1))} / {near} / {far})")
     return "\n".join(lines)
 
 
