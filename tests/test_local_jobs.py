@@ -21,6 +21,7 @@ from conftest import TINY_HYPERPARAMETERS, sine_series, write_csv
 from lstm_ad.errors import LocalJobError
 from lstm_ad.predictor import Predictor
 from lstm_ad_local.jobs import run_training_job
+from lstm_ad_local.series_files import join_outputs, overlap, split_series
 from lstm_ad_local.transform import TransformSettings, run_transform_job
 
 COLUMNS = 2
@@ -292,3 +293,21 @@ def test_demo_report_ranks_each_anomaly_and_says_which_rows_score_lower(tmp_path
     # Ranked: 15 (-20, normal, 6 rows from an anomaly), 6 (-10), 3 (-5, normal, 2 rows before one), 5, 9, ...
     assert "rows 5-6: lowest score -10.00 at row 6, rank 2 of 14 (0 / 0 / 1)" in done.stdout
     assert "rows 9-9: lowest score -2.00 at row 9, rank 5 of 14 (2 / 1 / 1)" in done.stdout
+
+
+def test_join_takes_each_row_from_the_part_whose_score_window_around_it_is_whole(tmp_path: Path) -> None:
+    """context-length 5, score-window 5 (2 rows before, 2 after): parts overlap by 9 rows."""
+    series = tmp_path / "series.csv"
+    series.write_text("".join(f"{row}\n" for row in range(100)))
+    parts = split_series(series, tmp_path / "parts", 40, overlap(5, 5))
+    assert [p.read_text().split()[0] for p in parts] == ["0", "31", "62"]  # each starts 9 rows back
+    (tmp_path / "out").mkdir()
+    for number, part in enumerate(parts, start=1):  # a stand-in answer: which part scored the row, and the row
+        answer = "".join(f"{number},{row}\n" for row in part.read_text().split())
+        (tmp_path / "out" / f"{part.name}.out").write_text(answer)
+    joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", 5, 5)
+    lines = [line.split(",") for line in joined.read_text().splitlines()]
+    assert [int(row) for _, row in lines] == list(range(100))
+    # Part 1 up to 2 rows before its end (row 39); part 2 from 5 + 2 rows after its start (31) to 2 before its end
+    # (70); part 3 from row 62 + 7 to the end.
+    assert [int(part) for part, _ in lines] == [1] * 38 + [2] * 31 + [3] * 31

@@ -222,7 +222,7 @@ def _run_command(args: argparse.Namespace) -> None:
         outputs = sorted(args.outputs.glob("part-*.csv.out"))
         if not outputs:
             raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
-        joined = join_outputs(outputs, args.output, overlap(args.context_length, args.score_window))
+        joined = join_outputs(outputs, args.output, args.context_length, args.score_window)
         print(f"Joined {len(outputs)} parts into {joined}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())

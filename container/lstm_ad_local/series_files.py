@@ -2,15 +2,18 @@
 
 Batch transform sends each file whole when SplitType is None, up to MaxPayloadInMB (at most
 100 MB). A longer series is split into parts whose first `overlap` rows repeat the end of the part
-before (`split_series`); every part is transformed as a file of its own, and `join_outputs` drops
-each later part's first `overlap` rows, which the part before has scored, so the joined `.out` has
+before (`split_series`); every part is transformed as a file of its own, and `join_outputs` keeps
+of each part only the rows that the part scores as one long request would, so the joined `.out` has
 exactly one line per row of the series and warm-up rows only at its start.
 
-The overlap a model needs is `overlap(context-length, score-window)`: the warm-up of context-length
-rows, then score-window - 1 rows so that the first row kept has a full score window (windowed.py).
-Those rows are scored after a warm-up, as every chunk of a long request is (lstm_ad/forecast.py),
-but on a different chunk grid: their scores agree with those of a single request up to the
-network's sensitivity to its initial state, not bit for bit.
+The overlap a model needs is `overlap(context-length, score-window)` = context-length + score-window
+- 1 rows. A row's score reads the rows of its score window, (w - 1) // 2 before and w // 2 after it
+(lstm_ad/windowed.py), so a later part's first context-length + (w - 1) // 2 rows (warm-up, then rows
+whose window reaches into it) and every part's last w // 2 rows but the last part's (windows cut by
+the part's end) are left to the neighbouring part. The rows kept near a part's start are scored after
+a warm-up, as every chunk of a long request is (lstm_ad/forecast.py), but on a different chunk grid:
+their scores agree with those of a single request up to the network's sensitivity to its initial
+state, not bit for bit.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_ad.errors import LocalJobError
+from lstm_ad.windowed import rows_around
 
 PART_NAME = "part-{:05d}.csv"
 
@@ -47,14 +51,19 @@ def split_series(series: Path, output_dir: Path, rows_per_part: int, overlap: in
     return parts
 
 
-def join_outputs(outputs: list[Path], joined: Path, overlap: int) -> Path:
-    """Concatenate the parts' `.out` files in order, without each later part's first `overlap` lines."""
+def join_outputs(outputs: list[Path], joined: Path, context_length: int, score_window: int) -> Path:
+    """Concatenate the parts' `.out` files in order, keeping of each the rows scored as in one request: a
+    later part's first context-length + (w - 1) // 2 lines and every part's last w // 2 lines but the last
+    part's are the neighbours' (their sum is the overlap of `split_series`)."""
+    before, after = rows_around(score_window)
     with open(joined, "wb") as target:
         for number, output in enumerate(outputs):
             lines = output.read_bytes().splitlines(keepends=True)
-            if number and len(lines) <= overlap:
-                raise LocalJobError(f"{output} has {len(lines)} lines, no more than the {overlap} rows it overlaps "
-                                    "with the part before: was it split with another context-length or "
-                                    "score-window?")
-            target.writelines(lines[overlap if number else 0:])
+            head = context_length + before if number else 0
+            tail = after if number < len(outputs) - 1 else 0
+            if number and len(lines) <= overlap(context_length, score_window):
+                raise LocalJobError(f"{output} has {len(lines)} lines, no more than the "
+                                    f"{overlap(context_length, score_window)} rows it overlaps with the part "
+                                    "before: was it split with another context-length or score-window?")
+            target.writelines(lines[head:len(lines) - tail])
     return joined
