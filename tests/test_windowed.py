@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lstm_ad.windowed import Scale, WindowedScore, window_mean
+from lstm_ad.windowed import Scale, WindowedScore, window_means
 
 
 def slow_window_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -42,7 +42,9 @@ def slow_score(scorer: WindowedScore, values: np.ndarray) -> np.ndarray:
 def test_window_mean_averages_the_finite_values_of_the_rows_around(window: int) -> None:
     values = np.random.default_rng(window).normal(-20, 5, 300)
     values[[0, 1, 50, 51, 52, 200]] = np.nan  # warm-up-like start and gaps
-    np.testing.assert_allclose(window_mean(values, window), slow_window_mean(values, window), rtol=1e-12,
+    means, counts = window_means(values, window)
+    assert counts.tolist() == slow_window_count(values, window)
+    np.testing.assert_allclose(means, slow_window_mean(values, window), rtol=1e-12,
                                equal_nan=True)
 
 

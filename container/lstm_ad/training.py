@@ -200,15 +200,16 @@ def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyper
 
 
 def complete_rows(found: list[np.ndarray], config: NetworkConfig) -> np.ndarray:
-    """The error vectors of `found` (one array per part) that miss no entry, in one array."""
+    """The error vectors of `found` (one array per part) that miss no entry, in one float64 array."""
     if not found:  # a rank with no file of its own in a distributed job
         return np.empty((0, config.prediction_length * config.columns))
-    return np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found])
+    return np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found]).astype(np.float64)
 
 
 def part_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
                 chunk_length: int) -> list[np.ndarray]:
-    """Each part's error vectors after its warm-up, scored as at inference (NaN entries where a value is missing).
+    """Each part's error vectors after its warm-up, as inference computes them (float32; NaN entries where a
+    value is missing).
 
     On CPU on one torch thread, whatever the caller's setting: splitting LSTM-AD's small matrix products
     over threads is 3-6x slower on a quiet machine, 45-120x with other processes running (bench_startup.py).
@@ -216,7 +217,7 @@ def part_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparam
     network.eval()
     with single_threaded_kernels(next(network.parameters()).device.type == "cpu"):
         found = [forecast_errors(network, part, hp.context_length, chunk_length) for part in parts]
-    return [f.errors[f.first_scored_row:].astype(np.float64) for f in found]
+    return [f.errors[f.first_scored_row:] for f in found]
 
 
 def pooled_mse_mae(network: LSTMForecaster, parts: list[np.ndarray], share: Share, hp: Hyperparameters,
