@@ -64,7 +64,7 @@ def calibration_scores(predictor: Predictor, train: np.ndarray) -> np.ndarray:
     """The calibration rows' scores as training computed them (last calibration-fraction, warmed up)."""
     c = predictor.context_length
     cut = split_point(len(train), predictor.hyperparameters.calibration_fraction)
-    return predictor.score(train[max(0, cut - c):]).log_likelihood[min(c, cut):]
+    return predictor.score(train[max(0, cut - c):]).score[min(c, cut):]
 
 
 def read_interpretation(path: Path) -> list[tuple[int, int, list[int]]]:
@@ -102,7 +102,7 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
     started = time.monotonic()
     result = predictor.score(request, alarm=True, attribution=True)
     score_s = time.monotonic() - started
-    score, alarm, attribution = result.log_likelihood[c:], result.alarm[c:], result.attribution[c:]  # type: ignore[index]
+    score, alarm, attribution = result.score[c:], result.alarm[c:], result.attribution[c:]  # type: ignore[index]
     # Baseline: |one-step error - its mean| / its standard deviation, per column (Gaussian's marginals).
     errors = predictor.forecast_errors(request).errors[c:].astype(np.float64)
     d = predictor.columns
@@ -127,7 +127,7 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
         started = time.monotonic()
         with_gaps = predictor.score(holes, alarm=True, attribution=True)
         gappy = {"fraction_of_cells": gaps, "score_s": round(time.monotonic() - started, 1),
-                 "rows_without_score": int(np.isnan(with_gaps.log_likelihood[c:]).sum()),
+                 "rows_without_score": int(np.isnan(with_gaps.score[c:]).sum()),
                  "alarm_stored": prf(with_gaps.alarm[c:], labels),  # type: ignore[index]
                  "attribution@100": round(hit_rate(with_gaps.attribution[c:], segments, 100), 4),  # type: ignore[index]
                  "attribution@150": round(hit_rate(with_gaps.attribution[c:], segments, 150), 4)}  # type: ignore[index]
@@ -165,7 +165,7 @@ def run_ucr(names: list[str] | None, hyperparameters: dict[str, str], work: Path
         predictor, seconds = train_job(work / name, values[:train_end], hyperparameters, threads)
         c = predictor.context_length
         result = predictor.score(values[train_end - c:], alarm=True)
-        score, alarm = result.log_likelihood[c:], result.alarm[c:]  # type: ignore[index]
+        score, alarm = result.score[c:], result.alarm[c:]  # type: ignore[index]
         labels = np.zeros(len(values) - train_end)
         labels[start - train_end:end - train_end] = 1
         counts = prf(alarm, labels)

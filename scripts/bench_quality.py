@@ -159,7 +159,7 @@ def score_test(predictor: Predictor, values: np.ndarray, test_start: int) -> np.
     """Log-likelihood of rows [test_start, N), warm-up taken from the rows before."""
     c = predictor.context_length
     result = predictor.score(values[test_start - c:])
-    return result.log_likelihood[c:]
+    return result.score[c:]
 
 
 # -- UCR files and the fixed split into halves ---------------------------------------------------

@@ -39,7 +39,7 @@ def predictor() -> Predictor:
                           scaler=Scaler(mean=np.array([0.1, -0.2]), std=np.array([0.7, 1.3])),
                           gaussian=Gaussian(mean=np.zeros(4), cov=np.eye(4) * 0.5 + 0.1),
                           chunk_length=default_chunk_length(CONTEXT))
-    predictor.alarm_threshold = float(np.nanmedian(predictor.score(SERIES).log_likelihood))  # both 0s and 1s
+    predictor.alarm_threshold = float(np.nanmedian(predictor.score(SERIES).score))  # both 0s and 1s
     return predictor
 
 
@@ -82,7 +82,7 @@ def test_csv_in_csv_out_matches_the_predictor_row_by_row(client, predictor: Pred
     got = parse_response_csv(text)
     expected = predictor.score(SERIES)
     assert got.shape == (ROWS, 3)
-    np.testing.assert_allclose(got[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(got[:, 0], expected.score, rtol=1e-8, equal_nan=True)
     np.testing.assert_allclose(got[:, 1:], expected.predictions, rtol=1e-8, equal_nan=True)
     assert np.isfinite(got[CONTEXT:]).all()
 
@@ -99,7 +99,7 @@ def test_json_in_json_out_is_the_predictor_output_exactly(client, predictor: Pre
     expected = predictor.score(SERIES)
     assert document["log_likelihood"][:CONTEXT] == [None] * CONTEXT
     assert document["predictions"][:CONTEXT] == [[None, None]] * CONTEXT
-    assert document["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    assert document["log_likelihood"][CONTEXT:] == expected.score[CONTEXT:].tolist()
     assert document["predictions"][CONTEXT:] == expected.predictions[CONTEXT:].tolist()
 
 
@@ -335,7 +335,7 @@ def test_values_far_beyond_the_training_range_score_as_finite_extremes(client, p
     got = parse_response_csv(response.data.decode())
     assert np.isfinite(got[CONTEXT:]).all()
     assert int(np.argmin(got[CONTEXT:, 0])) + CONTEXT in (30, 31)  # as target at 30, as input for 31
-    assert got[30, 0] < predictor.score(SERIES).log_likelihood[CONTEXT:].min() - 1000
+    assert got[30, 0] < predictor.score(SERIES).score[CONTEXT:].min() - 1000
 
 
 # --- optional outputs: alarm and attribution -------------------------------------------------------
@@ -343,7 +343,7 @@ def test_values_far_beyond_the_training_range_score_as_finite_extremes(client, p
 
 def expected_columns(predictor: Predictor, alarm: bool, attribution: bool) -> np.ndarray:
     result = predictor.score(SERIES, alarm=alarm, attribution=attribution)
-    columns = [result.log_likelihood[:, None], result.predictions]
+    columns = [result.score[:, None], result.predictions]
     if alarm:
         columns.append(result.alarm[:, None])
     if attribution:
@@ -386,7 +386,7 @@ def test_optional_outputs_come_after_the_default_columns_with_the_same_warm_up(
     assert np.isfinite(got[CONTEXT:]).all()
     if alarm:
         assert set(got[CONTEXT:, 3].tolist()) == {0.0, 1.0}
-        exact = predictor.score(SERIES).log_likelihood[CONTEXT:]  # the CSV's 9 digits may round across it
+        exact = predictor.score(SERIES).score[CONTEXT:]  # the CSV's 9 digits may round across it
         np.testing.assert_array_equal(got[CONTEXT:, 3], exact < predictor.alarm_threshold)
     if attribution:
         best = predictor.gaussian.best_log_likelihood
@@ -404,7 +404,7 @@ def test_optional_outputs_in_json(predictor: Predictor) -> None:
     assert document["attribution"][:CONTEXT] == [[None, None]] * CONTEXT
     assert document["alarm"][CONTEXT:] == expected.alarm[CONTEXT:].astype(int).tolist()
     assert document["attribution"][CONTEXT:] == expected.attribution[CONTEXT:].tolist()
-    assert document["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    assert document["log_likelihood"][CONTEXT:] == expected.score[CONTEXT:].tolist()
     plain = client.post("/invocations", json={"values": SERIES.tolist(), "output": []},
                         headers={"Accept": "application/json"}).get_json()
     assert set(plain) == {"log_likelihood", "predictions"}

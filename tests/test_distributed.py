@@ -114,7 +114,7 @@ def test_two_hosts_train_the_model_one_process_would(tmp_path: Path, sharded: bo
     assert_same_model(folders[0] / "model", single_process_model(tmp_path, hyperparameters))
     values = FILES["a.csv"]
     result = Predictor.load(folders[0] / "model").score(values)
-    assert np.isfinite(result.log_likelihood[20:]).all() and result.predictions.shape == values.shape
+    assert np.isfinite(result.score[20:]).all() and result.predictions.shape == values.shape
 
 
 def test_two_local_ranks_on_one_host_train_the_model_one_process_would(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ def _assert_matches_reference(rows: list[list[str]], values: np.ndarray, predict
         if index < CONTEXT:
             assert row == [""] * (1 + COLUMNS), (index, row)
             continue
-        assert float(row[0]) == pytest.approx(reference.log_likelihood[index], rel=1e-4, abs=1e-3)
+        assert float(row[0]) == pytest.approx(reference.score[index], rel=1e-4, abs=1e-3)
         assert [float(x) for x in row[1:]] == pytest.approx(reference.predictions[index], rel=1e-4, abs=1e-4)
 
 
@@ -141,7 +141,7 @@ def test_cli_transform_with_optional_outputs(trained: dict[str, Path], tmp_path:
     assert got.shape == (len(values) - CONTEXT, 2 + 2 * COLUMNS)
     # The server's torch threads may round differently (as in _assert_matches_reference): compare loosely,
     # and the alarms where the score is not within rounding of the threshold.
-    clear = np.abs(expected.log_likelihood[CONTEXT:] - _predictor(trained).alarm_threshold) > 1e-2
+    clear = np.abs(expected.score[CONTEXT:] - _predictor(trained).alarm_threshold) > 1e-2
     np.testing.assert_array_equal(got[clear, 1 + COLUMNS], expected.alarm[CONTEXT:][clear])
     np.testing.assert_allclose(got[:, 2 + COLUMNS:], expected.attribution[CONTEXT:], rtol=1e-3, atol=1e-3)
 
@@ -210,7 +210,7 @@ def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict
     rows = _out_rows(tmp_path / "all.out")
     assert len(rows) == len(values)
     assert [index for index, row in enumerate(rows) if row[0] == ""] == list(range(CONTEXT))  # warm-up once
-    whole = _predictor(trained).score(values).log_likelihood
+    whole = _predictor(trained).score(values).score
     scores = np.array([float(row[0]) for row in rows[CONTEXT:]])
     # Rows near a part's start were read from another state than in one request: close, not identical.
     assert np.corrcoef(scores, whole[CONTEXT:])[0, 1] > 0.99

@@ -66,16 +66,16 @@ def test_scores_of_complete_rows_far_from_the_gaps_agree_with_the_complete_serie
     gappy[800:805, :] = np.nan  # rows with nothing observed
     full, holes = predictor.score(complete, attribution=True), predictor.score(gappy, attribution=True)
     # Rows in later chunks (chunk length 1024, warm-up without gaps) are exactly the same ...
-    np.testing.assert_array_equal(holes.log_likelihood[1024:], full.log_likelihood[1024:])
+    np.testing.assert_array_equal(holes.score[1024:], full.score[1024:])
     # ... and complete rows of the same chunk well after the gaps nearly so (the state forgets).
     later = slice(805 + 5 * CONTEXT, 1024)
-    np.testing.assert_allclose(holes.log_likelihood[later], full.log_likelihood[later], rtol=0.02, atol=0.05)
+    np.testing.assert_allclose(holes.score[later], full.score[later], rtol=0.02, atol=0.05)
     # A row with nothing observed gets an empty score and no attribution, but still a prediction.
-    assert np.isnan(holes.log_likelihood[800:805]).all() and np.isnan(holes.attribution[800:805]).all()
+    assert np.isnan(holes.score[800:805]).all() and np.isnan(holes.attribution[800:805]).all()
     assert np.isfinite(holes.predictions[800:805]).all()
     # A row with one column missing: a finite (marginal) score, that column's share empty, the other's finite.
     row = 500 + int(np.flatnonzero(np.isnan(gappy[500:700, 0]) & ~np.isnan(gappy[500:700, 1]))[0])
-    assert np.isfinite(holes.log_likelihood[row])
+    assert np.isfinite(holes.score[row])
     assert np.isnan(holes.attribution[row, 0]) and np.isfinite(holes.attribution[row, 1])
 
 
@@ -90,8 +90,8 @@ def test_the_marginal_score_of_a_gappy_row_is_that_of_its_observed_errors(predic
     g = predictor.gaussian
     expected = multivariate_normal(g.mean[observed], g.cov[np.ix_(observed, observed)]).logpdf(errors[300, observed])
     rows_alone = dataclasses.replace(predictor, windowed=None)  # the row's own log-likelihood, no score window
-    np.testing.assert_allclose(rows_alone.score(values).log_likelihood[300], expected, rtol=1e-9)
-    assert predictor.score(values).log_likelihood[300] <= expected + 1e-9  # the window can only lower it
+    np.testing.assert_allclose(rows_alone.score(values).score[300], expected, rtol=1e-9)
+    assert predictor.score(values).score[300] <= expected + 1e-9  # the window can only lower it
 
 
 def test_an_anomaly_inside_a_gappy_stretch_is_still_found(predictor: Predictor):
@@ -102,9 +102,9 @@ def test_an_anomaly_inside_a_gappy_stretch_is_still_found(predictor: Predictor):
     gaps[300:310, 0] = False  # the anomalous values themselves are observed
     values[1000:1600][gaps] = np.nan
     result = predictor.score(values, alarm=True, attribution=True)
-    assert 1300 <= int(np.nanargmin(result.log_likelihood)) <= 1312
+    assert 1300 <= int(np.nanargmin(result.score)) <= 1312
     assert np.nanmax(result.alarm[1300:1310]) == 1
-    worst = 1300 + int(np.nanargmin(result.log_likelihood[1300:1310]))
+    worst = 1300 + int(np.nanargmin(result.score[1300:1310]))
     assert result.attribution[worst, 0] > result.attribution[worst, 1] or np.isnan(result.attribution[worst, 1])
 
 
@@ -120,7 +120,7 @@ def test_training_skips_subsequences_with_gaps_and_says_how_many(caplog: pytest.
     assert "training subsequences" in caplog.text and "contain one and are skipped" in caplog.text
     assert "left out of the Gaussian's fit" in caplog.text
     assert np.isfinite(result.predictor.gaussian.cov).all() and result.predictor.alarm_threshold is not None
-    scores = result.predictor.score(values).log_likelihood[CONTEXT:]
+    scores = result.predictor.score(values).score[CONTEXT:]
     assert np.isfinite(scores[~np.isnan(values[CONTEXT:]).all(axis=1)]).all()  # every row with a value
 
 

@@ -26,8 +26,8 @@ def test_fg_sample_with_listing_hyperparameters(tmp_path: Path, train_job):
     assert result.returncode == 0, result.stdout
     assert len(metric_values(result.stdout, "valid:mse")) == 1
     scored = Predictor.load(base / "model").score(read_series_file(folder / "test.csv"))
-    assert scored.log_likelihood.shape == (5000,) and scored.predictions.shape == (5000, 2)
-    assert np.isnan(scored.log_likelihood[:100]).all() and np.isfinite(scored.log_likelihood[100:]).all()
+    assert scored.score.shape == (5000,) and scored.predictions.shape == (5000, 2)
+    assert np.isnan(scored.score[:100]).all() and np.isfinite(scored.score[100:]).all()
 
 
 def test_ucr_series_trains_on_its_training_part(tmp_path: Path, train_job):
@@ -38,7 +38,7 @@ def test_ucr_series_trains_on_its_training_part(tmp_path: Path, train_job):
     result = train_job(base)
     assert result.returncode == 0, result.stdout
     predictor = Predictor.load(base / "model")
-    scores = predictor.score(values[train_end - predictor.context_length:]).log_likelihood
+    scores = predictor.score(values[train_end - predictor.context_length:]).score
     assert len(scores) == len(values) - train_end + predictor.context_length
     assert np.isfinite(scores[predictor.context_length:]).all()
     assert anomaly_start < anomaly_end <= len(values)

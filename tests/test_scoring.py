@@ -154,7 +154,7 @@ def test_an_artifact_without_a_threshold_loads_scores_and_refuses_only_alarms(tm
     old = Predictor.load(tmp_path)
     values = np.sin(np.arange(40.0))[:, None]
     assert old.alarm_threshold is None and old.hyperparameters.alarm_fraction == 0.001
-    np.testing.assert_array_equal(old.score(values).log_likelihood, predictor.score(values).log_likelihood)
+    np.testing.assert_array_equal(old.score(values).score, predictor.score(values).score)
     assert old.score(values, attribution=True).attribution.shape == (40, 1)
     with pytest.raises(UserError, match="retrain"):
         old.score(values, alarm=True)

@@ -106,7 +106,7 @@ def test_csv_answer_is_the_predictor_output_row_by_row(server: Server, predictor
     got = parse_answer(response.text)
     assert got.shape == (300, 3)
     assert (response.text.splitlines()[:CONTEXT] == [",,"] * CONTEXT) and np.isfinite(got[CONTEXT:]).all()
-    np.testing.assert_allclose(got[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(got[:, 0], expected.score, rtol=1e-8, equal_nan=True)
     np.testing.assert_allclose(got[:, 1:], expected.predictions, rtol=1e-8, equal_nan=True)
     assert server.post_csv(test_file.read_bytes()).content == response.content  # retries give the same bytes
 
@@ -127,7 +127,7 @@ def test_json_answer_is_the_predictor_output_exactly(server: Server, predictor: 
                              headers={"Accept": "application/json"}, timeout=60)
     assert response.status_code == 200, response.text
     expected = predictor.score(series)
-    assert response.json()["log_likelihood"][CONTEXT:] == expected.log_likelihood[CONTEXT:].tolist()
+    assert response.json()["log_likelihood"][CONTEXT:] == expected.score[CONTEXT:].tolist()
     assert response.json()["predictions"][CONTEXT:] == expected.predictions[CONTEXT:].tolist()
 
 
@@ -238,11 +238,11 @@ def test_gaps_as_json_nulls(server: Server, predictor: Predictor) -> None:
     document = response.json()
     expected = predictor.score(series, alarm=True)
     assert document["log_likelihood"][90:93] == [None] * 3 and document["alarm"][90:93] == [None] * 3
-    finite = np.isfinite(expected.log_likelihood)
+    finite = np.isfinite(expected.score)
     scores = np.array(document["log_likelihood"], dtype=float)
-    assert scores[finite].tolist() == expected.log_likelihood[finite].tolist()
+    assert scores[finite].tolist() == expected.score[finite].tolist()
     as_csv = server.post_csv(gappy_csv(series))  # the same series as CSV: the same scores
-    np.testing.assert_allclose(parse_answer(as_csv.text)[:, 0], expected.log_likelihood, rtol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(parse_answer(as_csv.text)[:, 0], expected.score, rtol=1e-8, equal_nan=True)
 
 
 def test_concurrent_requests_each_get_their_own_answer(server: Server, predictor: Predictor) -> None:

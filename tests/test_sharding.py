@@ -92,11 +92,11 @@ def test_sharded_training_is_reproducible_and_matches_one_shard() -> None:
     one_shard = _train_with_threads(1, series)
     assert first.summary.epochs_run == one_shard.summary.epochs_run == HP.epochs
     test = sine_series(300, columns=2, seed=2)
-    scores = first.predictor.score(test).log_likelihood
+    scores = first.predictor.score(test).score
     assert np.isfinite(scores[HP.context_length:]).all()
-    np.testing.assert_array_equal(scores, second.predictor.score(test).log_likelihood)  # same seed and shards
+    np.testing.assert_array_equal(scores, second.predictor.score(test).score)  # same seed and shards
     # One shard differs only by the rounding of the summed gradient.
-    np.testing.assert_allclose(scores, one_shard.predictor.score(test).log_likelihood, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(scores, one_shard.predictor.score(test).score, rtol=1e-3, atol=1e-3)
 
 
 def test_users_own_malloc_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -57,12 +57,12 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
 
     predictor = Predictor.load(base / "model")
     scored = predictor.score(sine_series(100, 2, seed=3))
-    assert np.isnan(scored.log_likelihood[:20]).all() and np.isfinite(scored.log_likelihood[20:]).all()
+    assert np.isnan(scored.score[:20]).all() and np.isfinite(scored.score[20:]).all()
     assert scored.predictions.shape == (100, 2)
 
     # The stored threshold follows the documented rule on the calibration rows' scores (the last 20 % of
     # each file, warmed up on the context-length rows before), and is reported in the log and the metrics.
-    calibration = [predictor.score(s[split_point(len(s), 0.2) - 20:]).log_likelihood[20:]
+    calibration = [predictor.score(s[split_point(len(s), 0.2) - 20:]).score[20:]
                    for s in (sine_series(400, 2), sine_series(300, 2, seed=1))]
     expected = alarm_threshold(np.concatenate(calibration), 0.001)
     assert meta["alarm_threshold"] == predictor.alarm_threshold
@@ -237,7 +237,7 @@ def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     assert result.returncode == 0, result.stdout
     test = sine_series(1000, 1, period=50, noise=0.02, seed=9)
     test[600:615, 0] = 0.8  # a flat segment where a sine should be
-    scores = Predictor.load(base / "model").score(test).log_likelihood
+    scores = Predictor.load(base / "model").score(test).score
     # Rows up to 12 before and 12 after the segment have it in their 25-row score window: not normal rows.
     normal = np.r_[scores[50:588], scores[615 + 12:]]
     assert 598 <= int(np.nanargmin(scores)) <= 620

@@ -54,7 +54,7 @@ class ScoreResult:
     `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error
     vector (column_shares), which sum over the columns to D^2 = 2 (best - the row's own log-likelihood)."""
 
-    log_likelihood: np.ndarray  # (rows,)
+    score: np.ndarray  # (rows,); the JSON answer's `log_likelihood`, the CSV answer's first column
     predictions: np.ndarray  # (rows, columns)
     alarm: np.ndarray | None = None  # (rows,)
     attribution: np.ndarray | None = None  # (rows, columns)
@@ -103,7 +103,7 @@ class Predictor:
         if alarm and self.alarm_threshold is None:
             raise UserError("This model has no stored alarm threshold (it was trained by an earlier version of "
                             "LSTM-AD): retrain it to get the alarm output, or leave `alarm` out of the outputs.")
-        log_likelihood = np.full(values.shape[0], np.nan)
+        score = np.full(values.shape[0], np.nan)
         predictions = np.full(values.shape, np.nan)
         shares = np.full(values.shape, np.nan) if attribution else None
         if values.shape[0] <= self.context_length:
@@ -114,15 +114,15 @@ class Predictor:
             result = self.forecast_errors(values)
             scored = result.first_scored_row
             if shares is None:
-                log_likelihood[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
+                score[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
             else:
-                log_likelihood[scored:], terms = self.gaussian.log_likelihood_and_contributions(result.errors[scored:])
+                score[scored:], terms = self.gaussian.log_likelihood_and_contributions(result.errors[scored:])
                 shares[scored:] = column_shares(terms, self.columns)
             if self.windowed is not None:
-                log_likelihood[scored:] = self.windowed(log_likelihood[scored:])
+                score[scored:] = self.windowed(score[scored:])
             predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
-        flags = alarms(log_likelihood, self.alarm_threshold) if alarm and self.alarm_threshold is not None else None
-        return ScoreResult(log_likelihood, predictions, flags, shares)
+        flags = alarms(score, self.alarm_threshold) if alarm and self.alarm_threshold is not None else None
+        return ScoreResult(score, predictions, flags, shares)
 
     # -- artifact ---------------------------------------------------------------------------
 

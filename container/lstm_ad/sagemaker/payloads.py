@@ -93,7 +93,7 @@ def _finite_number(cell: Any) -> bool:
 
 
 def encode_csv(result: ScoreResult) -> bytes:
-    columns = [result.log_likelihood] + [result.predictions[:, j] for j in range(result.predictions.shape[1])]
+    columns = [result.score] + [result.predictions[:, j] for j in range(result.predictions.shape[1])]
     if result.alarm is not None:
         columns.append(result.alarm)
     if result.attribution is not None:
@@ -108,7 +108,7 @@ def encode_json(result: ScoreResult) -> bytes:
         listed_cells: list[Any] = cells.tolist()
         return listed_cells
 
-    document = {"log_likelihood": listed(result.log_likelihood), "predictions": listed(result.predictions)}
+    document = {"log_likelihood": listed(result.score), "predictions": listed(result.predictions)}
     if result.alarm is not None:
         document["alarm"] = [None if math.isnan(a) else int(a) for a in result.alarm.tolist()]
     if result.attribution is not None:
