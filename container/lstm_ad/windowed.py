@@ -75,8 +75,7 @@ class WindowedScore:
     def fit(cls, window: int, row_scores: np.ndarray, means: np.ndarray, counts: np.ndarray) -> WindowedScore:
         """From the calibration rows' log-likelihoods and their window means and counts (`window_means` of
         each calibration part: windows never straddle two parts, as they never straddle two requests)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return cls(window, Scale.of(row_scores), Scale.of(means, np.sqrt(counts / window)))
+        return cls(window, Scale.of(row_scores), Scale.of(means, np.sqrt(counts / window)))
 
     @property
     def active(self) -> bool:

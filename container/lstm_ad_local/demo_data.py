@@ -123,8 +123,8 @@ def report(out_path: Path, labels_path: Path, lowest: int = 8) -> str:
     spans = _spans(labels)
     rows = np.arange(len(labels))
     # A normal row near an anomaly reads it in its context or its score window, so it may score low too.
-    distance = np.min([np.maximum(start - rows, rows - (end - 1)) for start, end in spans] or [rows * 0 + len(rows)],
-                      axis=0)
+    distance = np.min([np.maximum(start - rows, rows - (end - 1)) for start, end in spans]
+                      or [np.full(len(rows), len(rows))], axis=0)
     for start, end in spans:
         inside = [row for row in range(start, end) if not np.isnan(scores[row])]
         if not inside:

@@ -56,14 +56,15 @@ def join_outputs(outputs: list[Path], joined: Path, context_length: int, score_w
     later part's first context-length + (w - 1) // 2 lines and every part's last w // 2 lines but the last
     part's are the neighbours' (their sum is the overlap of `split_series`)."""
     before, after = rows_around(score_window)
+    repeated = overlap(context_length, score_window)
     with open(joined, "wb") as target:
         for number, output in enumerate(outputs):
             lines = output.read_bytes().splitlines(keepends=True)
             head = context_length + before if number else 0
             tail = after if number < len(outputs) - 1 else 0
-            if number and len(lines) <= overlap(context_length, score_window):
-                raise LocalJobError(f"{output} has {len(lines)} lines, no more than the "
-                                    f"{overlap(context_length, score_window)} rows it overlaps with the part "
-                                    "before: was it split with another context-length or score-window?")
+            if number and len(lines) <= repeated:
+                raise LocalJobError(f"{output} has {len(lines)} lines, no more than the {repeated} rows it overlaps "
+                                    "with the part before: was it split with another context-length or "
+                                    "score-window?")
             target.writelines(lines[head:len(lines) - tail])
     return joined
