@@ -36,7 +36,7 @@ import numpy as np
 
 from lstm_ad.predictor import Predictor
 from lstm_ad.threshold import alarm_threshold
-from lstm_ad.training import split_point
+from lstm_ad.training import part_errors, split_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import DATA, UCR_MARGIN, best_f1, overrides, train_job, ucr_series  # noqa: E402
@@ -61,10 +61,19 @@ def counts_prf(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def calibration_scores(predictor: Predictor, train: np.ndarray) -> np.ndarray:
-    """The calibration rows' scores as training computed them (last calibration-fraction, warmed up)."""
-    c = predictor.context_length
-    cut = split_point(len(train), predictor.hyperparameters.calibration_fraction)
-    return predictor.score(train[max(0, cut - c):]).score[min(c, cut):]
+    """The calibration rows' scores as training computed them (last calibration-fraction, warmed up): error
+    vectors on one thread as training's (so bit for bit the centres' values), each row scored without its own
+    vector among the centres."""
+    c, hp = predictor.context_length, predictor.hyperparameters
+    cut = split_point(len(train), hp.calibration_fraction)
+    part = predictor.scaler.transform(train[max(0, cut - c):])
+    errors = part_errors(predictor.network, [part], hp, predictor.chunk_length)[0]
+    own = np.full(len(errors), -1)
+    if predictor.centres is not None:
+        index = {centre.tobytes(): i for i, centre in enumerate(predictor.centres)}
+        own = np.array([index.get(e.astype(np.float32).tobytes(), -1) for e in errors])
+    return predictor.windowed(predictor.error_model.log_likelihood(errors, own)) if predictor.windowed else \
+        predictor.error_model.log_likelihood(errors, own)
 
 
 def read_interpretation(path: Path) -> list[tuple[int, int, list[int]]]:
@@ -111,12 +120,16 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
     random_rank = np.random.default_rng(0).random(attribution.shape)
     anomaly = np.nan_to_num(-score, nan=-np.inf)
     calibration = calibration_scores(predictor, train)
+    stored = alarm_threshold(calibration, predictor.hyperparameters.alarm_fraction)
+    if not np.isclose(stored, predictor.alarm_threshold, rtol=1e-6):  # the sweep below starts from training's rule
+        raise SystemExit(f"calibration scores differ from training's: threshold {stored}, "
+                         f"stored {predictor.alarm_threshold}")
     sweep = {}
     for fraction in FRACTIONS:
         threshold = alarm_threshold(calibration, fraction)
         sweep[str(fraction)] = prf((score < threshold).astype(float), labels)
-    # Attribution check: the shares sum to 2 (best - L) on every scored row, L the row's own log-likelihood
-    # (the score wherever the row's own term wins the score window).
+    # Attribution check: the shares sum to 2 (best - L) on every scored row, L the row's log-likelihood under the
+    # one Gaussian N(μ, Σ) (the paper's; the score itself is the error centres' and the score window's).
     own = g.log_likelihood(errors)
     gap = np.nanmax(np.abs(np.nansum(attribution, axis=1) - 2 * (g.best_log_likelihood - own))
                     / np.maximum(1.0, np.abs(own)))

@@ -1,7 +1,8 @@
 """Benchmark the real `serve` (gunicorn + Flask) over loopback.
 
 Trains a model with the product's default hyperparameters (one epoch by default: the
-weights' values do not change the cost of scoring) with the real `train`, starts the
+weights' values hardly change the cost of scoring) on 12,000 rows (so that all of the default 10,000 error
+centres are drawn) with the real `train`, starts the
 real `serve`, and measures end-to-end request times with a keep-alive client:
 
   * latency of a 32,000-row univariate request (the size of the ECG test set), median
@@ -45,11 +46,11 @@ def csv_body(values: np.ndarray) -> bytes:
     return "\n".join(",".join(f"{v:.6f}" for v in row) for row in values.tolist()).encode() + b"\n"
 
 
-def train(base: Path, hyperparameters: dict[str, str], columns: int) -> None:
+def train(base: Path, hyperparameters: dict[str, str], columns: int, rows: int) -> None:
     paths = Paths(base)
     write_training_config(paths, ["training"], hyperparameters)
     paths.channel("training").mkdir(parents=True)
-    (paths.channel("training") / "train.csv").write_bytes(csv_body(series(3000, columns)))
+    (paths.channel("training") / "train.csv").write_bytes(csv_body(series(rows, columns)))
     subprocess.run([str(BIN / "train")], env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)}, check=True,
                    stdout=subprocess.DEVNULL)
 
@@ -124,12 +125,14 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=20, help="requests of the small size")
     parser.add_argument("--repeat-large", type=int, default=5, help="requests of the large size")
+    parser.add_argument("--train-rows", type=int, default=12_000,
+                        help="training rows (the default draws all of the default 10,000 error centres)")
     args = parser.parse_args()
     hyperparameters = {"epochs": args.epochs, **dict(item.split("=", 1) for item in args.hp)}
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
         base = Path(folder)
-        train(base, hyperparameters, args.columns)
+        train(base, hyperparameters, args.columns, args.train_rows)
         small = csv_body(series(args.small_rows, args.columns, seed=1))
         large = csv_body(series(args.large_rows, args.columns, seed=2))
         server = start_server(base, args.workers)

@@ -89,6 +89,12 @@ def assert_same_model(model: Path, reference: Path) -> None:
         np.testing.assert_allclose(np.asarray(_numbers(ours[key])), np.asarray(_numbers(theirs[key])),
                                    rtol=1e-3, atol=1e-6)
     assert abs(ours["alarm_threshold"] - theirs["alarm_threshold"]) < 1e-3 * abs(theirs["alarm_threshold"])
+    # The centres: every fitting and calibration row of every file (fewer rows than error-centres), gathered in
+    # rank order, so the same vectors as one process's in another order (each within rounding of one of them).
+    centres, expected_centres = (load_tensors(m / "centres.npz")[0]["centres"].numpy() for m in (model, reference))
+    assert centres.shape == expected_centres.shape and ours["centres"]["count"] == len(expected_centres)
+    closest = np.abs(centres[:, None, :] - expected_centres[None, :, :]).max(axis=2).min(axis=1)
+    assert closest.max() < 1e-3, closest.max()
 
 
 def _numbers(value: object) -> list[float]:
@@ -107,7 +113,7 @@ def test_two_hosts_train_the_model_one_process_would(tmp_path: Path, sharded: bo
     processes = [start_train(folder, environment) for folder in folders]
     logs = run_all(processes)
     assert [p.returncode for p in processes] == [0, 0], logs
-    assert sorted(p.name for p in (folders[0] / "model").iterdir()) == ["model.json", "weights.npz"]
+    assert sorted(p.name for p in (folders[0] / "model").iterdir()) == ["centres.npz", "model.json", "weights.npz"]
     assert list((folders[1] / "model").iterdir()) == []  # only rank 0 writes the model
     assert len(metric_values(logs[0], "train_mse")) == 2 and metric_values(logs[1], "train_mse") == []
     assert "rank 0 (on algo-1) writes the model" in logs[1]

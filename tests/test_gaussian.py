@@ -157,3 +157,21 @@ def test_log_likelihood_and_contributions_at_once_equal_each_alone():
     scores, terms = g.log_likelihood_and_contributions(points)
     np.testing.assert_array_equal(scores, g.log_likelihood(points))
     np.testing.assert_array_equal(terms, g.contributions(points))
+
+
+def test_conditional_fill_is_the_textbook_conditional_mean() -> None:
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(5, 5))
+    g = Gaussian(mean=rng.normal(size=5), cov=a @ a.T + np.eye(5))
+    errors = rng.normal(size=(6, 5))
+    errors[0, [1, 3]] = np.nan
+    errors[1, 4] = np.nan
+    errors[2] = np.nan  # nothing observed: stays empty
+    filled = g.conditional_fill(errors)
+    for i in (0, 1):
+        o, m = np.isfinite(errors[i]), np.isnan(errors[i])
+        expected = g.mean[m] + g.cov[np.ix_(m, o)] @ np.linalg.solve(g.cov[np.ix_(o, o)], errors[i, o] - g.mean[o])
+        np.testing.assert_allclose(filled[i, m], expected, rtol=1e-10)
+        np.testing.assert_array_equal(filled[i, o], errors[i, o])
+    assert np.isnan(filled[2]).all()
+    np.testing.assert_array_equal(filled[3:], errors[3:])

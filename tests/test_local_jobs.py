@@ -81,7 +81,8 @@ def test_training_job_lays_out_opt_ml_and_packs_the_model(trained: dict[str, Pat
     assert (data / "validation" / "valid.csv").is_file()  # a single file becomes the channel's only file
 
     with tarfile.open(trained["artifact"]) as archive:
-        assert sorted(archive.getnames()) == ["model.json", "weights.npz"]  # at the root, as SageMaker packs
+        # at the root, as SageMaker packs
+        assert sorted(archive.getnames()) == ["centres.npz", "model.json", "weights.npz"]
     assert _predictor(trained).columns == COLUMNS
     assert {"train:mse", "train:mae", "valid:mse", "valid:mae"} <= set(trained["metrics"])
     assert all(math.isfinite(v) for v in trained["metrics"].values())

@@ -87,11 +87,25 @@ def test_the_marginal_score_of_a_gappy_row_is_that_of_its_observed_errors(predic
     errors = predictor.forecast_errors(values).errors.astype(np.float64)
     observed = np.flatnonzero(np.isfinite(errors[300]))
     assert observed.tolist() == [0, 2]  # column 1 at both horizons (entry h*d + j)
-    g = predictor.gaussian
-    expected = multivariate_normal(g.mean[observed], g.cov[np.ix_(observed, observed)]).logpdf(errors[300, observed])
+    g, centres = predictor.gaussian, predictor.centres
+    assert centres is not None and len(centres) > 100
+    marginal = multivariate_normal(np.zeros(len(observed)), g.cov[np.ix_(observed, observed)])
+    # The error model's: the marginal of the Gaussian at the centre nearest the row completed by the conditional
+    # mean of its missing entries (Σ_mo Σ_oo^-1 (e_o - μ_o) + μ_m).
+    missing = np.flatnonzero(np.isnan(errors[300]))
+    completed = errors[300].copy()
+    completed[missing] = g.mean[missing] + g.cov[np.ix_(missing, observed)] @ np.linalg.solve(
+        g.cov[np.ix_(observed, observed)], errors[300, observed] - g.mean[observed])
+    differences = completed - centres
+    nearest = int(np.argmin(np.einsum("ij,ij->i", differences, np.linalg.solve(g.cov, differences.T).T)))
+    expected = marginal.logpdf(errors[300, observed] - centres[nearest, observed])
     rows_alone = dataclasses.replace(predictor, windowed=None)  # the row's own log-likelihood, no score window
     np.testing.assert_allclose(rows_alone.score(values).score[300], expected, rtol=1e-9)
     assert predictor.score(values).score[300] <= expected + 1e-9  # the window can only lower it
+    # Without centres, the paper's one Gaussian at the mean.
+    paper = dataclasses.replace(predictor, windowed=None, centres=None)
+    np.testing.assert_allclose(paper.score(values).score[300],
+                               marginal.logpdf(errors[300, observed] - g.mean[observed]), rtol=1e-9)
 
 
 def test_an_anomaly_inside_a_gappy_stretch_is_still_found(predictor: Predictor):

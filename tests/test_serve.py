@@ -273,7 +273,7 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
     ("pickled weights", "Cannot serve: The model in {model} is damaged or incompatible: {model}/weights.npz is not "
                         "a plain numeric .npz archive"),
     ("other shapes", "Cannot serve: The model in {model} is damaged or incompatible: Error(s) in loading state_dict"),
-    ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads version 2. Retrain"),
+    ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads versions 2, 3. Retrain"),
 ])
 def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_path: Path, damage: str,
                                                             reason: str) -> None:
@@ -321,7 +321,8 @@ def test_alarms_asked_of_a_model_without_a_threshold_stop_serve(trained: Path, t
     model.mkdir()
     (model / "weights.npz").write_bytes((trained / "model" / "weights.npz").read_bytes())
     meta = json.loads((trained / "model" / "model.json").read_text())
-    del meta["alarm_threshold"]
+    del meta["alarm_threshold"], meta["centres"]  # as format 2 wrote it, before centres and thresholds
+    meta["format_version"] = 2
     (model / "model.json").write_text(json.dumps(meta))
     server = Server(tmp_path, LSTM_AD_OUTPUT="alarm,attribution")
     try:

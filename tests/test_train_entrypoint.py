@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import multivariate_normal
 
 from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_series
 from lstm_ad.checkpoint import CHECKPOINT_FILE
@@ -41,7 +42,7 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     })
     result = train_job(base)
     assert result.returncode == 0, result.stdout
-    assert sorted(p.name for p in (base / "model").iterdir()) == ["model.json", "weights.npz"]
+    assert sorted(p.name for p in (base / "model").iterdir()) == ["centres.npz", "model.json", "weights.npz"]
     assert not (base / "output" / "failure").exists()
 
     for name in ("train_mse", "train_mae", "calibration_mse", "valid_mse", "valid_mae"):
@@ -60,20 +61,25 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
     assert np.isnan(scored.score[:20]).all() and np.isfinite(scored.score[20:]).all()
     assert scored.predictions.shape == (100, 2)
 
-    # The stored threshold follows the documented rule on the calibration rows' scores (the last 20 % of
-    # each file, warmed up on the context-length rows before), and is reported in the log and the metrics.
-    calibration = [predictor.score(s[split_point(len(s), 0.2) - 20:]).score[20:]
-                   for s in (sine_series(400, 2), sine_series(300, 2, seed=1))]
-    expected = alarm_threshold(np.concatenate(calibration), 0.001)
-    assert meta["alarm_threshold"] == predictor.alarm_threshold
-    np.testing.assert_allclose(predictor.alarm_threshold, expected, rtol=1e-5)
-    np.testing.assert_allclose(metric_values(result.stdout, "alarm:threshold"), [expected], rtol=1e-5)
-    assert "Alarm threshold: score" in result.stdout and "calibration rows" in result.stdout
+    # The centres: every fitting and calibration row's error vector (660 rows, fewer than error-centres), in
+    # file order. A calibration row is scored by the Gaussian (calibration covariance) centred on its nearest
+    # centre other than its own vector: scipy's log-density against every centre, its own left out.
+    files = (sine_series(400, 2), sine_series(300, 2, seed=1))
+    parts = [(s[:split_point(len(s), 0.2)], s[split_point(len(s), 0.2) - 20:]) for s in files]
+    vectors = [predictor.forecast_errors(part).errors[20:].astype(np.float64) for pair in parts for part in pair]
+    centres = predictor.centres.astype(np.float64)
+    assert meta["centres"] == {"file": "centres.npz", "count": 660}
+    order = [vectors[0], vectors[2], vectors[1], vectors[3]]  # fitting parts, then calibration parts
+    np.testing.assert_allclose(centres, np.concatenate(order), atol=1e-5)  # training scored on one thread
+    density = multivariate_normal(np.zeros(4), predictor.gaussian.cov)
+    rows, first = [], len(order[0]) + len(order[1])
+    for calibration in order[2:]:
+        own = range(first, first + len(calibration))
+        rows.append(np.array([density.logpdf(centres[i] - np.delete(centres, i, axis=0)).max() for i in own]))
+        first += len(calibration)
 
-    # The score window's scales: median and median - 0.001 quantile of the calibration rows' log-likelihoods
-    # and of their centred 25-row means (pandas' rolling mean as the reference), written in model.json.
-    rows = [predictor.gaussian.log_likelihood(predictor.forecast_errors(s[split_point(len(s), 0.2) - 20:]).errors[20:])
-            for s in (sine_series(400, 2), sine_series(300, 2, seed=1))]
+    # The score window's scales: median and median - 0.001 quantile of those log-likelihoods and of their centred
+    # 25-row means (pandas' rolling mean as the reference), written in model.json.
     windows = [pd.Series(r).rolling(25, center=True, min_periods=1) for r in rows]
     means = np.concatenate([w.mean().to_numpy() for w in windows])
     counts = np.concatenate([w.count().to_numpy() for w in windows])  # fewer than 25 near a part's ends
@@ -85,6 +91,14 @@ def test_trains_writes_artifact_and_metrics(tmp_path: Path, train_job):
                                rtol=1e-5)
     np.testing.assert_allclose([stored["mean"]["centre"], stored["mean"]["spread"]],
                                [centre, -np.quantile((means - centre) * np.sqrt(counts / 25), 0.001)], rtol=1e-5)
+
+    # The stored threshold follows the documented rule on those rows' scores (row or window, windowed.py), and is
+    # reported in the log and the metrics.
+    expected = alarm_threshold(np.concatenate([predictor.windowed(r) for r in rows]), 0.001)
+    assert meta["alarm_threshold"] == predictor.alarm_threshold
+    np.testing.assert_allclose(predictor.alarm_threshold, expected, rtol=1e-5)
+    np.testing.assert_allclose(metric_values(result.stdout, "alarm:threshold"), [expected], rtol=1e-5)
+    assert "Alarm threshold: score" in result.stdout and "calibration rows" in result.stdout
 
 
 def test_trains_on_files_with_empty_cells_and_reports_what_it_left_out(tmp_path: Path, train_job):

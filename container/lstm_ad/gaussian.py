@@ -96,6 +96,27 @@ class Gaussian:
         precision = cho_solve(factor, np.eye(self.dim), check_finite=False)
         return (precision + precision.T) / 2, 2.0 * float(np.log(np.diag(factor[0])).sum())
 
+    def conditional_fill(self, errors: np.ndarray) -> np.ndarray:
+        """`errors` (n, k) with each row's missing entries m replaced by their conditional mean given its observed
+        entries o, E[e_m | e_o] = mean_m - P_mm^-1 P_mo (e_o - mean_o) with P = cov^-1 (one factorisation of P_mm
+        per pattern); a row with no entry stays NaN."""
+        filled = np.array(self._checked(errors), dtype=np.float64)
+        missing = np.isnan(filled)
+        gappy = np.flatnonzero(missing.any(axis=1) & ~missing.all(axis=1))
+        if not len(gappy):
+            return filled
+        precision, _ = self._precision
+        patterns, inverse = np.unique(missing[gappy], axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        for index, pattern in enumerate(patterns):
+            o, m = np.flatnonzero(~pattern), np.flatnonzero(pattern)
+            rows = gappy[inverse == index]
+            deviations = filled[np.ix_(rows, o)] - self.mean[o]
+            factor = cho_factor(precision[np.ix_(m, m)], lower=True, check_finite=False)
+            shift = cho_solve(factor, precision[np.ix_(m, o)] @ deviations.T, check_finite=False).T
+            filled[np.ix_(rows, m)] = self.mean[m] - shift
+        return filled
+
     def _gappy(self, errors: np.ndarray, terms: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows that miss entries: the marginal log-likelihood over the observed entries o (NaN when none)
         and, with `terms`, each observed entry's term of the marginal's D^2 (NaN for missing entries).

@@ -11,6 +11,8 @@ from them, so that every rank takes the same decisions (early stopping, divergen
 - Losses: the sums of squared and absolute errors and the count of entries.
 - Score window and alarm threshold: the calibration scores of every rank are gathered, and the scales
   (windowed.py) and the rule (threshold.py) are applied to all of them: the exact single-process quantiles.
+- Error centres (nearest.py): each rank draws its share of the sample from its own rows, in proportion to
+  how many it has, and the draws are gathered in rank order (a single process draws from all rows at once).
 
 The results equal those of one process reading all the files up to float rounding (the order of
 the additions differs). A job of one process computes them exactly as before (Scaler.fit, Gaussian.fit,
@@ -90,3 +92,36 @@ def fit_windowed(window: int, row_scores: list[np.ndarray], collective: Collecti
     rows, means, counts = (np.concatenate(arrays) if found else np.empty(0)
                            for arrays in (row_scores, [m for m, _ in found], [n for _, n in found]))
     return WindowedScore.fit(window, *(collective.gather(a) for a in (rows, means, counts)))
+
+
+def sample_centres(fitting: list[np.ndarray], calibration: list[np.ndarray], size: int, seed: int,
+                   collective: Collective) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+    """Up to `size` complete error vectors drawn at random, without replacement, from the rows of every rank's
+    fitting and calibration parts (this rank's: `fitting`, `calibration`; float32, NaN where a value is
+    missing), every rank's in rank order; and for each of this rank's calibration parts, per row, the index of
+    the row's own vector among them (-1 when it was not drawn), so that a calibration row can be scored
+    without it. (None, None) when `size` is 0."""
+    if size == 0:
+        return None, None
+    parts = fitting + calibration
+    complete = [np.flatnonzero(np.isfinite(part).all(axis=1)) for part in parts]
+    offsets = np.cumsum([0] + [len(rows) for rows in complete])
+    mine = int(offsets[-1])
+    total = count(mine, collective)
+    take = mine if total <= size else min(mine, int(round(size * mine / total)))
+    rng = np.random.default_rng([seed, collective.rank.rank])
+    drawn = np.sort(rng.choice(mine, size=take, replace=False))
+    part_of = np.searchsorted(offsets, drawn, side="right") - 1
+    row_of = np.array([complete[p][d - offsets[p]] for p, d in zip(part_of.tolist(), drawn.tolist(), strict=True)],
+                      dtype=np.int64)
+    k = parts[0].shape[1] if parts else 0
+    vectors = np.array([parts[p][r] for p, r in zip(part_of.tolist(), row_of.tolist(), strict=True)],
+                       dtype=np.float32).reshape(take, k)
+    first = sum(collective.gather_ints(take)[:collective.rank.rank])  # this rank's draws start here
+    own = [np.full(len(part), -1, dtype=np.int64) for part in calibration]
+    for position, (p, r) in enumerate(zip(part_of.tolist(), row_of.tolist(), strict=True)):
+        if p >= len(fitting):
+            own[p - len(fitting)][r] = first + position
+    width = collective.gather_ints(k)
+    centres = collective.gather(vectors.ravel()).astype(np.float32).reshape(-1, max(width))
+    return centres, own

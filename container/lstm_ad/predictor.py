@@ -1,14 +1,16 @@
 """The trained detector: artifact save/load and scoring of a series.
 
-An artifact is a folder with two files, neither of which can execute code on loading:
+An artifact is a folder with two or three files, none of which can execute code on loading:
   model.json    format version, hyperparameters, column count, scaler, Gaussian,
                 score window's scales, chunk length, alarm threshold and a short training summary
   weights.npz   the network's state_dict as plain arrays (see tensor_files.py)
+  centres.npz   the error model's centres (nearest.py), when it has any (`error-centres` > 0)
 Loading rebuilds the network from the hyperparameters and column count, then loads the
 weights, refusing any missing, extra or misshapen tensor. An artifact written before the
 alarm threshold existed loads without one (`alarm_threshold` None): it scores as before,
 and asking it for alarms is a UserError that says to retrain. One written before the score
-window existed (no `score_window`) scores every row alone, as it did.
+window existed (no `score_window`) scores every row alone, as it did. Format 2 (before the
+centres) loads with the one Gaussian it was calibrated with; format 3 adds `centres`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +34,32 @@ from .forecast import ForecastErrors, forecast_errors
 from .gaussian import Gaussian
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, NetworkConfig
+from .nearest import NearestGaussian
 from .tensor_files import load_tensors, save_tensors
 from .threshold import alarms
 from .windowed import WindowedScore
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 1: weights.pt (torch.save), no longer read: retrain
+FORMAT_VERSION = 3  # 1: weights.pt (torch.save), no longer read: retrain; 2: no centres
+READABLE_VERSIONS = (2, 3)
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
-ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE)
+CENTRES_FILE = "centres.npz"
+ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE, CENTRES_FILE)
 MAX_STANDARDISED = 1e4  # training standard deviations from the training mean; inputs beyond are clipped
 
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Per input row: the score (lower = more anomalous; the Gaussian log-likelihood of the row, or of
-    the window around it, see windowed.py) and the one-step prediction in original units. Warm-up rows
-    (the first context-length) are NaN.
+    """Per input row: the score (lower = more anomalous; the error model's log-likelihood of the row
+    (nearest.py), or of the window around it (windowed.py)) and the one-step prediction in original
+    units. Warm-up rows (the first context-length) are NaN.
 
     Optional, when asked for: `alarm` 1.0 where the score is below the stored threshold, else 0.0;
     `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error
-    vector (column_shares), which sum over the columns to D^2 = 2 (best - the row's own log-likelihood)."""
+    vector from the mean error (column_shares), which sum over the columns to D^2 = 2 (best - log N(e; μ, Σ)),
+    the row's log-likelihood under the one Gaussian of the paper."""
 
     score: np.ndarray  # (rows,); the JSON answer's `log_likelihood`, the CSV answer's first column
     predictions: np.ndarray  # (rows, columns)
@@ -70,6 +77,11 @@ class Predictor:
     summary: dict[str, Any] = field(default_factory=dict)
     alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
     windowed: WindowedScore | None = None  # None: an artifact from before the score window; rows scored alone
+    centres: np.ndarray | None = None  # (n, l*d) float32; None: the one Gaussian at the mean (nearest.py)
+
+    @cached_property
+    def error_model(self) -> NearestGaussian:
+        return NearestGaussian(self.gaussian, self.centres)
 
     @property
     def columns(self) -> int:
@@ -113,11 +125,11 @@ class Predictor:
         else:
             result = self.forecast_errors(values)
             scored = result.first_scored_row
-            if shares is None:
-                score[scored:] = self.gaussian.log_likelihood(result.errors[scored:])
-            else:
-                score[scored:], terms = self.gaussian.log_likelihood_and_contributions(result.errors[scored:])
-                shares[scored:] = column_shares(terms, self.columns)
+            score[scored:] = self.error_model.log_likelihood(result.errors[scored:])
+            if shares is not None:
+                # The terms of the one Gaussian's D^2 (distance from the mean error), not of the nearest centre's:
+                # on smd-dev they named the culprit columns more often (docs/benchmarks.md, "Attribution").
+                shares[scored:] = column_shares(self.gaussian.contributions(result.errors[scored:]), self.columns)
             if self.windowed is not None:
                 score[scored:] = self.windowed(score[scored:])
             predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
@@ -138,14 +150,21 @@ class Predictor:
             "gaussian": self.gaussian.to_json(),
             "alarm_threshold": self.alarm_threshold,
             "score_window": None if self.windowed is None else self.windowed.to_json(),
+            "centres": None if self.centres is None else {"file": CENTRES_FILE, "count": len(self.centres)},
             "summary": self.summary,
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
             save_tensors(staging / WEIGHTS_FILE, self.network.state_dict())
+            names = [WEIGHTS_FILE]
+            if self.centres is not None:
+                save_tensors(staging / CENTRES_FILE, {"centres": torch.from_numpy(self.centres.astype(np.float32))})
+                names.append(CENTRES_FILE)
             (staging / META_FILE).write_text(json.dumps(meta, indent=1))
-            for name in (WEIGHTS_FILE, META_FILE):  # model.json last: it marks a complete artifact
+            for name in (*names, META_FILE):  # model.json last: it marks a complete artifact
                 os.replace(staging / name, folder / name)
+            if self.centres is None:  # a former artifact's centres: model.json no longer names them
+                (folder / CENTRES_FILE).unlink(missing_ok=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -161,9 +180,9 @@ class Predictor:
         try:
             meta = json.loads(meta_path.read_text())
             version = meta.get("format_version")
-            if version != FORMAT_VERSION:
-                raise ArtifactError(f"{meta_path}: format version {version!r}; this image reads version "
-                                    f"{FORMAT_VERSION}. Retrain with this image.")
+            if version not in READABLE_VERSIONS:
+                raise ArtifactError(f"{meta_path}: format version {version!r}; this image reads versions "
+                                    f"{', '.join(map(str, READABLE_VERSIONS))}. Retrain with this image.")
             hyperparameters = Hyperparameters.from_json(meta["hyperparameters"])
             network = LSTMForecaster(network_config(hyperparameters, int(meta["columns"])))
             state, _ = load_tensors(weights_path)
@@ -177,6 +196,7 @@ class Predictor:
                 summary=meta.get("summary", {}),
                 alarm_threshold=_optional_float(meta.get("alarm_threshold")),
                 windowed=None if meta.get("score_window") is None else WindowedScore.from_json(meta["score_window"]),
+                centres=_load_centres(folder, meta.get("centres"), network.config),
             )
         except ArtifactError:
             raise
@@ -185,6 +205,19 @@ class Predictor:
             raise ArtifactError(f"The model in {folder} is damaged or incompatible: {exc}") from exc
         network.to(device or torch.device("cpu")).eval()
         return predictor
+
+
+def _load_centres(folder: Path, entry: dict[str, Any] | None, config: NetworkConfig) -> np.ndarray | None:
+    """The centres that model.json announces (`{"file", "count"}`), checked against it; None when none."""
+    if entry is None:
+        return None
+    tensors, _ = load_tensors(folder / str(entry["file"]))
+    centres = tensors["centres"].numpy().astype(np.float32)
+    expected = (int(entry["count"]), config.prediction_length * config.columns)
+    if centres.shape != expected or not np.isfinite(centres).all():
+        raise ArtifactError(f"{folder / str(entry['file'])}: centres of shape {centres.shape} (expected {expected}, "
+                            "all finite)")
+    return centres
 
 
 def _optional_float(value: Any) -> float | None:

@@ -35,6 +35,7 @@ from .errors import DataError, TrainingStopped, UserError
 from .forecast import default_chunk_length, forecast_errors
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, NetworkConfig
+from .nearest import NearestGaussian
 from .predictor import MAX_STANDARDISED, Predictor, network_config
 from .sharding import shard_count, single_threaded_kernels
 from .threshold import alarm_threshold
@@ -366,7 +367,8 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
             fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
             validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool,
             missing_values: int, skipped_subsequences: int, collective: Collective) -> TrainingResult:
-    """Calibrate the Gaussian with the best weights, compute the final metrics."""
+    """Calibrate the error model (Gaussian, centres, score window, alarm threshold) with the best weights,
+    compute the final metrics."""
     calibration_parts = collective.training.mine(calibration_parts)  # this rank's files; sums over all ranks
     calibration_found = part_errors(network, calibration_parts, hp, chunk_length)  # gap rows too, in time order
     calibration_errors = complete_rows(calibration_found, network.config)
@@ -387,7 +389,12 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                        "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
                        calibration_rows, dimension, 10 * dimension)
     gaussian = pooled.fit_gaussian(calibration_errors, collective)
-    row_scores = [gaussian.log_likelihood(errors) for errors in calibration_found]  # gap rows: their marginal
+    fitting_found = part_errors(network, collective.training.mine(fit_parts), hp, chunk_length)
+    centres, own = pooled.sample_centres(fitting_found, calibration_found, hp.error_centres, hp.seed, collective)
+    error_model = NearestGaussian(gaussian, centres)
+    # A calibration row is scored without its own vector among the centres: as a new row would be.
+    row_scores = [error_model.log_likelihood(errors, None if own is None else own[index])  # gap rows: marginal
+                  for index, errors in enumerate(calibration_found)]
     windowed = pooled.fit_windowed(hp.score_window, row_scores, collective)
     if hp.score_window > 1 and not windowed.active:
         logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
@@ -398,8 +405,8 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
     logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
                 "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
                 threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
-    final = dict(zip(("train:mse", "train:mae"), pooled_mse_mae(
-        network, fit_parts, collective.training, hp, chunk_length, collective), strict=True))
+    final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(complete_rows(fitting_found, network.config),
+                                                                collective), strict=True))
     final["calibration:mse"] = pooled.mse_mae(calibration_errors, collective)[0]
     if validation_parts:
         final.update(zip(("valid:mse", "valid:mae"), pooled_mse_mae(
@@ -410,5 +417,6 @@ def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_
                               calibration_rows=calibration_rows, metrics=final,
                               missing_values=missing_values, skipped_subsequences=skipped_subsequences,
                               skipped_calibration_rows=skipped_calibration)
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold, windowed)
+    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold, windowed,
+                          centres)
     return TrainingResult(predictor, summary)
