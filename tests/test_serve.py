@@ -274,13 +274,17 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
                         "a plain numeric .npz archive"),
     ("other shapes", "Cannot serve: The model in {model} is damaged or incompatible: Error(s) in loading state_dict"),
     ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads versions 2, 3. Retrain"),
+    ("centres missing", "Cannot serve: The model in {model} is damaged or incompatible: {model}/centres.npz does "
+                        "not exist"),
+    ("centres of another width", "Cannot serve: {model}/centres.npz: centres of shape (380, 3) (expected (380, 4), "
+                                 "all finite): the model is damaged"),
 ])
 def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_path: Path, damage: str,
                                                             reason: str) -> None:
     model = tmp_path / "model"
     model.mkdir()
     if damage != "missing":
-        for name in ("model.json", "weights.npz"):
+        for name in ("model.json", "weights.npz", "centres.npz"):
             (model / name).write_bytes((trained / "model" / name).read_bytes())
     weights = model / "weights.npz"
     if damage == "truncated weights":
@@ -292,6 +296,11 @@ def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_pa
     if damage == "other shapes":  # weights of a network with 3 hidden units instead of 8
         tensors, extra = load_tensors(weights)
         save_tensors(weights, {name: t[..., :3] if t.shape[-1] == 8 else t for name, t in tensors.items()}, extra)
+    if damage == "centres missing":
+        (model / "centres.npz").unlink()
+    if damage == "centres of another width":
+        centres = load_tensors(model / "centres.npz")[0]["centres"]
+        save_tensors(model / "centres.npz", {"centres": centres[:, :-1]})
     if damage == "old format":
         meta = json.loads((model / "model.json").read_text())
         (model / "model.json").write_text(json.dumps({**meta, "format_version": 1}))

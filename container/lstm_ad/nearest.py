@@ -11,9 +11,10 @@ those vectors in Σ's metric (the largest term of their mixture):
 Why: the rows a per-row Gaussian ranks lowest are mostly normal rows that are hard to predict (a beat a
 little early on a steep edge, a burst of noise), and normal data holds more of them: their error vectors
 lie near error vectors of training rows, so they score as the normal rows they are, while an anomaly's
-error vector is far from every one. On the 40 ucr-dev series UCR accuracy rose from 0.692 to 0.742 on
-the seeds where this was chosen and from 0.700 to 0.775 on two seeds never looked at while choosing
-(docs/benchmarks.md, "Error centres").
+error vector is far from every one. On the 40 ucr-dev series, through `train`, UCR accuracy rose from
+0.692 to 0.733 on the seeds where this was chosen (0-2), and reached 0.775 and 0.750 on two seeds never
+looked at while choosing (docs/benchmarks.md, "Error centres"). The price is scoring speed (a search among
+the centres for every row: about 20x slower than the one Gaussian on one column).
 
 Without centres (`error-centres` 0, or an artifact from before them) the one centre is μ: the paper's model.
 

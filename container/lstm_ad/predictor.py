@@ -211,12 +211,15 @@ def _load_centres(folder: Path, entry: dict[str, Any] | None, config: NetworkCon
     """The centres that model.json announces (`{"file", "count"}`), checked against it; None when none."""
     if entry is None:
         return None
-    tensors, _ = load_tensors(folder / str(entry["file"]))
+    if entry.get("file") != CENTRES_FILE:  # never a path taken from the file itself
+        raise ArtifactError(f"{folder / META_FILE}: centres in {entry.get('file')!r}, expected {CENTRES_FILE}: the "
+                            "model is damaged; use the artifact training wrote, or retrain.")
+    tensors, _ = load_tensors(folder / CENTRES_FILE)
     centres = tensors["centres"].numpy().astype(np.float32)
     expected = (int(entry["count"]), config.prediction_length * config.columns)
     if centres.shape != expected or not np.isfinite(centres).all():
-        raise ArtifactError(f"{folder / str(entry['file'])}: centres of shape {centres.shape} (expected {expected}, "
-                            "all finite)")
+        raise ArtifactError(f"{folder / CENTRES_FILE}: centres of shape {centres.shape} (expected {expected}, "
+                            "all finite): the model is damaged; use the artifact training wrote, or retrain.")
     return centres
 
 
