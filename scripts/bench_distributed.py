@@ -38,6 +38,7 @@ from bench_speed import ECG, ROWS, ecg_like  # noqa: E402
 from lstm_ad import training  # noqa: E402
 from lstm_ad.data import Series  # noqa: E402
 from lstm_ad.distributed import Collective, ProcessGroup, Rank, Rendezvous  # noqa: E402
+from lstm_ad.sagemaker.cli import exit_process  # noqa: E402
 from lstm_ad.sagemaker.process import retain_freed_memory  # noqa: E402
 
 
@@ -89,7 +90,9 @@ def main() -> None:
     retain_freed_memory()
     if args.rank is not None:
         print(json.dumps({"throughput": ddp_rank(args.rank, args.world, args.port, args.epochs)}))
-        return
+        # Ended as `train` ends a rank (cli.exit_process): a normal interpreter exit can abort in torch 2.x's
+        # process-group threads ("terminate called without an active exception") once the other rank has gone.
+        exit_process(0)
     load = os.getloadavg()[0]
     setups = {"threads x1": lambda: throughput(1, args.epochs), "threads x2": lambda: throughput(2, args.epochs),
               "DDP x1": lambda: ddp(1, args.epochs), "DDP x2": lambda: ddp(2, args.epochs)}
