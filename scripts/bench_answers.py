@@ -72,8 +72,8 @@ def calibration_scores(predictor: Predictor, train: np.ndarray) -> np.ndarray:
     if predictor.centres is not None:
         index = {centre.tobytes(): i for i, centre in enumerate(predictor.centres)}
         own = np.array([index.get(e.astype(np.float32).tobytes(), -1) for e in errors])
-    return predictor.windowed(predictor.error_model.log_likelihood(errors, own)) if predictor.windowed else \
-        predictor.error_model.log_likelihood(errors, own)
+    rows = predictor.error_model.log_likelihood(errors, own)
+    return predictor.windowed(rows) if predictor.windowed else rows
 
 
 def read_interpretation(path: Path) -> list[tuple[int, int, list[int]]]:

@@ -105,3 +105,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def slow_nearest(model: Any, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """For each row, the centre of least Mahalanobis distance, one at a time; a row with gaps first completed by
+    the conditional mean of its missing entries (Σ_mo Σ_oo^-1 (e_o - μ_o) + μ_m, the textbook formula)."""
+    mean, cov = model.gaussian.mean, model.gaussian.cov
+    found = []
+    for i, e in enumerate(errors):
+        o, m = np.isfinite(e), ~np.isfinite(e)
+        if not o.any():
+            found.append(-1)
+            continue
+        e = e.copy()
+        e[m] = mean[m] + cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], e[o] - mean[o])
+        best, best_distance = -1, np.inf
+        for j, centre in enumerate(model.centres.astype(np.float64)):
+            if exclude is not None and exclude[i] == j:
+                continue
+            d = e - centre
+            distance = d @ np.linalg.solve(cov, d)
+            if distance < best_distance:
+                best, best_distance = j, distance
+        found.append(best)
+    return np.array(found)

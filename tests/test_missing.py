@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import sine_series
+from conftest import sine_series, slow_nearest
 from lstm_ad.data import Series
 from lstm_ad.errors import DataError
 from lstm_ad.forecast import fill_gaps
@@ -91,13 +91,8 @@ def test_the_marginal_score_of_a_gappy_row_is_that_of_its_observed_errors(predic
     assert centres is not None and len(centres) > 100
     marginal = multivariate_normal(np.zeros(len(observed)), g.cov[np.ix_(observed, observed)])
     # The error model's: the marginal of the Gaussian at the centre nearest the row completed by the conditional
-    # mean of its missing entries (Σ_mo Σ_oo^-1 (e_o - μ_o) + μ_m).
-    missing = np.flatnonzero(np.isnan(errors[300]))
-    completed = errors[300].copy()
-    completed[missing] = g.mean[missing] + g.cov[np.ix_(missing, observed)] @ np.linalg.solve(
-        g.cov[np.ix_(observed, observed)], errors[300, observed] - g.mean[observed])
-    differences = completed - centres
-    nearest = int(np.argmin(np.einsum("ij,ij->i", differences, np.linalg.solve(g.cov, differences.T).T)))
+    # mean of its missing entries (the slow loop of test_nearest.py).
+    nearest = slow_nearest(predictor.error_model, errors[300:301])[0]
     expected = marginal.logpdf(errors[300, observed] - centres[nearest, observed])
     rows_alone = dataclasses.replace(predictor, windowed=None)  # the row's own log-likelihood, no score window
     np.testing.assert_allclose(rows_alone.score(values).score[300], expected, rtol=1e-9)

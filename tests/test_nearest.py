@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
+from conftest import slow_nearest
 from lstm_ad.distributed import Collective
 from lstm_ad.gaussian import Gaussian
 from lstm_ad.nearest import KD_TREE_DIMENSIONS, MATRIX_ROWS, ROWS_PER_BLOCK, NearestGaussian
@@ -18,30 +19,6 @@ def random_model(k: int, centres: int, seed: int = 0) -> NearestGaussian:
     a = rng.normal(size=(k, k))
     gaussian = Gaussian(mean=rng.normal(size=k) * 0.1, cov=a @ a.T / k + 0.5 * np.eye(k))
     return NearestGaussian(gaussian, rng.standard_t(3, size=(centres, k)).astype(np.float32))
-
-
-def slow_nearest(model: NearestGaussian, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-    """For each row, the centre of least Mahalanobis distance, one at a time; a row with gaps first completed by
-    the conditional mean of its missing entries (Σ_mo Σ_oo^-1 (e_o - μ_o) + μ_m, the textbook formula)."""
-    mean, cov = model.gaussian.mean, model.gaussian.cov
-    found = []
-    for i, e in enumerate(errors):
-        o, m = np.isfinite(e), ~np.isfinite(e)
-        if not o.any():
-            found.append(-1)
-            continue
-        e = e.copy()
-        e[m] = mean[m] + cov[np.ix_(m, o)] @ np.linalg.solve(cov[np.ix_(o, o)], e[o] - mean[o])
-        best, best_distance = -1, np.inf
-        for j, centre in enumerate(model.centres.astype(np.float64)):
-            if exclude is not None and exclude[i] == j:
-                continue
-            d = e - centre
-            distance = d @ np.linalg.solve(cov, d)
-            if distance < best_distance:
-                best, best_distance = j, distance
-        found.append(best)
-    return np.array(found)
 
 
 @pytest.mark.parametrize("k", [3, KD_TREE_DIMENSIONS + 8], ids=["k-d tree", "matrix products"])

@@ -97,14 +97,15 @@ class Gaussian:
         return (precision + precision.T) / 2, 2.0 * float(np.log(np.diag(factor[0])).sum())
 
     def conditional_fill(self, errors: np.ndarray) -> np.ndarray:
-        """`errors` (n, k) with each row's missing entries m replaced by their conditional mean given its observed
-        entries o, E[e_m | e_o] = mean_m - P_mm^-1 P_mo (e_o - mean_o) with P = cov^-1 (one factorisation of P_mm
-        per pattern); a row with no entry stays NaN."""
-        filled = np.array(self._checked(errors), dtype=np.float64)
-        missing = np.isnan(filled)
+        """`errors` (n, k) in float64 with each row's missing entries m replaced by their conditional mean given its
+        observed entries o, E[e_m | e_o] = mean_m - P_mm^-1 P_mo (e_o - mean_o) with P = cov^-1 (one factorisation
+        of P_mm per pattern); a row with no entry stays NaN. Without such gaps, `errors` itself (not a copy)."""
+        errors = np.asarray(self._checked(errors), dtype=np.float64)
+        missing = np.isnan(errors)
         gappy = np.flatnonzero(missing.any(axis=1) & ~missing.all(axis=1))
         if not len(gappy):
-            return filled
+            return errors
+        filled = errors.copy()
         precision, _ = self._precision
         patterns, inverse = np.unique(missing[gappy], axis=0, return_inverse=True)
         inverse = inverse.ravel()

@@ -68,19 +68,17 @@ class NearestGaussian:
 
     def shifted(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """e - c* + μ per row: the Gaussian at μ scores it exactly as N(e; c*, Σ) scores e."""
-        errors = np.asarray(errors)
         if not self.has_centres:
-            return errors
+            return np.asarray(errors)
+        errors = np.asarray(errors, dtype=np.float64)
         nearest = self.nearest(errors, exclude)
-        centres = np.asarray(self.centres, dtype=np.float64)
-        shift = np.where((nearest >= 0)[:, None], self.gaussian.mean - centres[np.maximum(nearest, 0)], np.nan)
-        return errors.astype(np.float64) + shift
+        shift = np.where((nearest >= 0)[:, None], self.gaussian.mean - self._centres[np.maximum(nearest, 0)], np.nan)
+        return errors + shift
 
     def nearest(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """Index of each row's nearest centre in Σ's metric (a row with gaps completed by its conditional mean,
         see the module doc); -1 for a row with no entry."""
-        assert self.centres is not None
-        completed = self.gaussian.conditional_fill(np.asarray(errors, dtype=np.float64))
+        completed = self.gaussian.conditional_fill(errors)
         result = np.full(len(completed), -1, dtype=np.int64)
         scorable = np.flatnonzero(np.isfinite(completed).all(axis=1))
         if not len(scorable):
@@ -99,9 +97,15 @@ class NearestGaussian:
         return np.linalg.cholesky(self.gaussian.cov)
 
     @cached_property
+    def _centres(self) -> np.ndarray:
+        """The centres in float64, converted once (they are stored as the float32 error vectors they were)."""
+        assert self.centres is not None
+        return np.asarray(self.centres, dtype=np.float64)
+
+    @cached_property
     def _whitened_centres(self) -> np.ndarray:
-        centres = np.asarray(self.centres, dtype=np.float64) - self.gaussian.mean
-        return solve_triangular(self._cholesky, centres.T, lower=True, check_finite=False).T
+        return solve_triangular(self._cholesky, (self._centres - self.gaussian.mean).T, lower=True,
+                                check_finite=False).T
 
     @cached_property
     def _tree(self) -> cKDTree:
