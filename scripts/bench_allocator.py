@@ -1,6 +1,6 @@
 """Does `retain_freed_memory` (glibc mmap/trim thresholds, lstm_ad/sagemaker/process.py) help on this torch?
 
-Runs the same LSTM training step (one shard of the ECG example configuration: 64 windows of
+Runs the same LSTM training step (one replica's piece of the ECG example configuration: 64 windows of
 100 steps, 2 layers of 32 units, one thread) in fresh processes with the C library's defaults
 and with the setting, and prints minor page faults and milliseconds per step for each, with
 the ratio. Run it with each interpreter whose torch the image may carry, e.g.

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_ad.predictor import Predictor
-from lstm_ad.threshold import alarm_threshold
+from lstm_ad.scoring.threshold import alarm_threshold
 from lstm_ad.training import part_errors, split_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,11 +69,11 @@ def calibration_scores(predictor: Predictor, train: np.ndarray) -> np.ndarray:
     part = predictor.scaler.transform(train[max(0, cut - c):])
     errors = part_errors(predictor.network, [part], hp, predictor.chunk_length)[0]
     own = np.full(len(errors), -1)
-    if predictor.centres is not None:
-        index = {centre.tobytes(): i for i, centre in enumerate(predictor.centres)}
+    centres = predictor.error_model.centres
+    if centres is not None:
+        index = {centre.tobytes(): i for i, centre in enumerate(centres)}
         own = np.array([index.get(e.astype(np.float32).tobytes(), -1) for e in errors])
-    rows = predictor.error_model.log_likelihood(errors, own)
-    return predictor.windowed(rows) if predictor.windowed else rows
+    return predictor.error_model.score(errors, own)
 
 
 def read_interpretation(path: Path) -> list[tuple[int, int, list[int]]]:
@@ -115,15 +115,15 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
     # Baseline: |one-step error - its mean| / its standard deviation, per column (Gaussian's marginals).
     errors = predictor.forecast_errors(request).errors[c:].astype(np.float64)
     d = predictor.columns
-    g = predictor.gaussian
+    g = predictor.error_model.gaussian
     baseline = np.abs(errors[:, :d] - g.mean[:d]) / np.sqrt(np.diag(g.cov)[:d])
     random_rank = np.random.default_rng(0).random(attribution.shape)
     anomaly = np.nan_to_num(-score, nan=-np.inf)
     calibration = calibration_scores(predictor, train)
     stored = alarm_threshold(calibration, predictor.hyperparameters.alarm_fraction)
-    if not np.isclose(stored, predictor.alarm_threshold, rtol=1e-6):  # the sweep below starts from training's rule
-        raise SystemExit(f"calibration scores differ from training's: threshold {stored}, "
-                         f"stored {predictor.alarm_threshold}")
+    trained = predictor.error_model.alarm_threshold
+    if not np.isclose(stored, trained, rtol=1e-6):  # the sweep below starts from training's rule
+        raise SystemExit(f"calibration scores differ from training's: threshold {stored}, stored {trained}")
     sweep = {}
     for fraction in FRACTIONS:
         threshold = alarm_threshold(calibration, fraction)
@@ -148,7 +148,7 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
         "train_s": round(seconds, 1), "epochs": predictor.summary.get("epochs_run"), "score_s": round(score_s, 1),
         "gaps": gappy,
         "alarm_fraction": predictor.hyperparameters.alarm_fraction,
-        "stored_threshold": predictor.alarm_threshold,
+        "stored_threshold": trained,
         "recomputed_threshold": alarm_threshold(calibration, predictor.hyperparameters.alarm_fraction),
         "alarm_stored": prf(alarm, labels),
         "best_f1_on_labels": round(best_f1(anomaly, labels), 4),

@@ -1,11 +1,11 @@
-"""Training throughput on one CPU machine: thread replicas (sharding.py) against DDP over local processes.
+"""Training throughput on one CPU machine: thread replicas (parallel/threads.py) against DDP over local processes.
 
 The ECG example configuration of scripts/bench_speed.py (one generated series of 23,000 rows,
 1,830 training subsequences per epoch, batch-size 128), trained through `lstm_ad.training.train`
 in four set-ups, one after the other in one run:
 
-  threads x1   one process, one torch thread, no sharding
-  threads x2   one process, mini-batches cut into 2 shards on 2 single-threaded replicas (today's CPU path)
+  threads x1   one process, one torch thread, one replica
+  threads x2   one process, mini-batches cut into 2 pieces on 2 single-threaded replicas (today's CPU path)
   DDP x1       one process in a gloo process group of one, DistributedDataParallel (the distributed code path)
   DDP x2       two processes (gloo on loopback), one thread each, each half of every global mini-batch
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import ECG, ROWS, ecg_like  # noqa: E402
 from lstm_ad import training  # noqa: E402
 from lstm_ad.data import Series  # noqa: E402
-from lstm_ad.distributed import Collective, ProcessGroup, Rank, Rendezvous  # noqa: E402
+from lstm_ad.parallel.collectives import Collective, ProcessGroup, Rank, Rendezvous  # noqa: E402
 from lstm_ad.sagemaker.cli import exit_process  # noqa: E402
 from lstm_ad.sagemaker.process import retain_freed_memory  # noqa: E402
 

@@ -21,7 +21,7 @@ SAGEMAKER_BASE_DIR pointing at a job folder laid out like /opt/ml) and scored wi
 Hyperparameters are the product defaults (container/lstm_ad/hyperparameters.py) unless
 overridden with --hyperparameters (the seed comes from --seeds). Each job gets the machine's
 cores divided by --jobs as torch threads (so one job at a time trains as `train` does on this
-machine: one mini-batch shard per core). Training wall time includes starting `train`.
+machine: one thread replica per core). Training wall time includes starting `train`.
 
 Peers (--peers, default both; scripts/tsb_ad_peer.py says exactly how they are run and what
 differs from TSB-AD's own benchmark), judged on the same scored rows with the same metrics, one

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from lstm_ad.errors import LocalJobError
-from lstm_ad.sagemaker.paths import Paths
-from lstm_ad_local.job_folder import write_training_config
+from lstm_ad.sagemaker.paths import Paths, write_training_config
+from lstm_ad_local.errors import LocalJobError
 from lstm_ad_local.server import LocalServer
 
 BIN = Path(sys.executable).parent

@@ -36,9 +36,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from lstm_ad import sharding, training
+from lstm_ad import training
 from lstm_ad.data import Series
 from lstm_ad.hyperparameters import Hyperparameters
+from lstm_ad.parallel import threads
 from lstm_ad.sagemaker.process import retain_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if reference_s is not None and applied and not args.no_breakdown:
         tuned_s = reference_train(values, hp)
         table += [("reference + allocator wall", f"{tuned_s:.2f}", "s")]
-    shards = sharding.shard_count(torch.device("cpu"), hp.batch_size, hp.dropout)
+    replicas = threads.replica_count(torch.device("cpu"), hp.batch_size, hp.dropout)
     result, ours_s = measure_training(values, hp)
-    table += [("ours train wall", f"{ours_s:.2f}", f"s ({shards} shard(s) per mini-batch)"),
+    table += [("ours train wall", f"{ours_s:.2f}", f"s ({replicas} thread replica(s) per mini-batch)"),
               ("ours train throughput", f"{windows / ours_s:.0f}", "windows/s")]
     if reference_s is not None:
         table += [("reference train wall", f"{reference_s:.2f}", "s"),

@@ -34,8 +34,7 @@ from lstm_ad import training
 from lstm_ad.data import Series
 from lstm_ad.forecast import forecast_errors
 from lstm_ad.hyperparameters import validate
-from lstm_ad.sagemaker.paths import Paths
-from lstm_ad_local.job_folder import write_training_config
+from lstm_ad.sagemaker.paths import Paths, write_training_config
 
 BIN = Path(sys.executable).parent
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")

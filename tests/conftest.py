@@ -15,8 +15,7 @@ import pytest
 
 from lstm_ad.sagemaker.cli import StopFlag, run_train
 from lstm_ad.sagemaker.metrics import METRICS, emit
-from lstm_ad.sagemaker.paths import Paths
-from lstm_ad_local.job_folder import write_training_config
+from lstm_ad.sagemaker.paths import Paths, write_training_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

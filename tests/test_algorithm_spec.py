@@ -9,7 +9,10 @@ The metric regexes are checked against the lines the real `train` prints.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime
+import io
 import json
 import math
 import os
@@ -54,12 +57,25 @@ def input_shape(operation: str) -> Shape:
     return model.operation_model(operation).input_shape
 
 
+def dry_run_output() -> str:
+    """What `python -m lstm_ad_local.create_algorithm ... --dry-run` prints, from its main() in this process."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert create_algorithm.main([*ARGS, "--dry-run"]) == 0
+    return printed.getvalue()
+
+
 @pytest.fixture(scope="module")
 def request_dict() -> dict[str, Any]:
     """The request exactly as `python -m lstm_ad_local.create_algorithm --dry-run` prints it."""
+    parsed: dict[str, Any] = json.loads(dry_run_output())
+    return parsed
+
+
+def test_the_dry_run_command_prints_the_request() -> None:
     result = subprocess.run([sys.executable, "-m", "lstm_ad_local.create_algorithm", *ARGS, "--dry-run"],
                             capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(result.stdout)
+    assert result.stdout == dry_run_output()
 
 
 @pytest.fixture(scope="module")
@@ -236,10 +252,10 @@ def estimator(request_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> 
     from sagemaker.algorithm import AlgorithmEstimator
     from sagemaker.session import Session
 
-    def build(**kwargs: Any) -> Any:
+    def build(spec: dict[str, Any] = request_dict, **kwargs: Any) -> Any:
         client = sagemaker_client()
         stub = Stubber(client)
-        stub.add_response("describe_algorithm", describe_response(request_dict), {"AlgorithmName": ARN})
+        stub.add_response("describe_algorithm", describe_response(spec), {"AlgorithmName": ARN})
         stub.activate()
         boto_session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                      region_name=REGION)
@@ -272,9 +288,15 @@ def test_estimator_rejects_what_the_spec_excludes(estimator: Any, options: dict[
         estimator(**options)
 
 
-def test_estimator_accepts_several_instances(estimator: Any) -> None:
-    """SupportsDistributedTraining: the SDK lets instance_count=2 through (the hosts train together)."""
-    assert estimator(instance_count=2).instance_count == 2
+def test_the_spec_lets_buyers_train_on_several_instances(estimator: Any, request_dict: dict[str, Any]) -> None:
+    """SupportsDistributedTraining: the SDK refuses instance_count > 1 for an algorithm that does not declare it;
+    ours does (the hosts train one model together), so two instances pass where one without it fails."""
+    assert request_dict["TrainingSpecification"]["SupportsDistributedTraining"] is True
+    estimator(instance_count=2)
+    single = copy.deepcopy(request_dict)
+    single["TrainingSpecification"]["SupportsDistributedTraining"] = False
+    with pytest.raises(ValueError, match="Distributed training is not supported"):
+        estimator(single, instance_count=2)
 
 
 def test_estimator_channel_rules(estimator: Any) -> None:

@@ -1,7 +1,9 @@
-"""The HTTP interface in-process (Flask test client) with a real, small, untrained predictor."""
+"""The HTTP interface in-process (Flask test client) with a real, small model trained with the default scoring
+(error centres and the score window)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -11,16 +13,14 @@ import pytest
 import torch
 
 from conftest import sine_series
-from lstm_ad.data import Scaler
+from lstm_ad.data import Series
 from lstm_ad.errors import UserError
-from lstm_ad.forecast import default_chunk_length
-from lstm_ad.gaussian import Gaussian
 from lstm_ad.hyperparameters import Hyperparameters
-from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
 from lstm_ad.sagemaker.server import visible_gpus, worker_device
 from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
+from lstm_ad.training import train
 
 CONTEXT = 5
 ROWS = 40
@@ -31,16 +31,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    """A real predictor, untrained: random weights are enough to check the HTTP layer against it."""
-    torch.manual_seed(0)
-    network = LSTMForecaster(NetworkConfig(columns=2, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
-    predictor = Predictor(network=network.eval(),
-                          hyperparameters=Hyperparameters(context_length=CONTEXT, prediction_length=2),
-                          scaler=Scaler(mean=np.array([0.1, -0.2]), std=np.array([0.7, 1.3])),
-                          gaussian=Gaussian(mean=np.zeros(4), cov=np.eye(4) * 0.5 + 0.1),
-                          chunk_length=default_chunk_length(CONTEXT))
-    predictor.alarm_threshold = float(np.nanmedian(predictor.score(SERIES).score))  # both 0s and 1s
-    return predictor
+    """A real model, trained briefly on a small network with the default scoring: every answer over HTTP takes
+    the default path (nearest centres, score window). Its alarm threshold is moved to the median score of SERIES
+    so that the alarm column holds both 0s and 1s (the threshold rule itself: test_threshold.py and
+    test_train_entrypoint.py)."""
+    hp = Hyperparameters(context_length=CONTEXT, prediction_length=2, sequence_stride=2, hidden_size=4, num_layers=1,
+                         epochs=2)
+    training = sine_series(800, columns=2, seed=5) * 3 + 1  # not SERIES' rows: those would be centres
+    trained = train([Series("sine.csv", training)], hp, device=torch.device("cpu"))
+    model = trained.predictor
+    threshold = float(np.nanmedian(model.score(SERIES).score))
+    return dataclasses.replace(model, error_model=dataclasses.replace(model.error_model, alarm_threshold=threshold))
 
 
 @pytest.fixture()
@@ -58,6 +59,14 @@ SERIES = sine_series(ROWS, columns=2) * 3 + 1
 def parse_response_csv(text: str) -> np.ndarray:
     rows = [[float(cell) if cell else np.nan for cell in line.split(",")] for line in text.splitlines()]
     return np.array(rows)
+
+
+def test_the_model_scores_with_the_default_centres_and_score_window(predictor: Predictor) -> None:
+    defaults, error_model = Hyperparameters(), predictor.error_model
+    assert predictor.hyperparameters.error_centres == defaults.error_centres
+    assert error_model.centres is not None and len(error_model.centres) > 500  # every complete training row
+    assert error_model.window is not None and error_model.window.window == defaults.score_window
+    assert error_model.window.active
 
 
 def test_ping_is_200_with_empty_body(client) -> None:
@@ -169,6 +178,7 @@ def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert response.status_code == 413
     assert "1 MB" in response.data.decode() and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in response.data.decode()
+    assert "overlap by context-length + score-window - 1 rows" in response.data.decode()
     assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200
 
 
@@ -387,11 +397,15 @@ def test_optional_outputs_come_after_the_default_columns_with_the_same_warm_up(
     if alarm:
         assert set(got[CONTEXT:, 3].tolist()) == {0.0, 1.0}
         exact = predictor.score(SERIES).score[CONTEXT:]  # the CSV's 9 digits may round across it
-        np.testing.assert_array_equal(got[CONTEXT:, 3], exact < predictor.alarm_threshold)
+        np.testing.assert_array_equal(got[CONTEXT:, 3], exact < predictor.error_model.alarm_threshold)
     if attribution:
-        best = predictor.gaussian.best_log_likelihood
+        # The shares sum to 2 (best - log N(e; μ, Σ)) under the one Gaussian, not to the score's gap to best.
+        gaussian = predictor.error_model.gaussian
+        errors = predictor.forecast_errors(SERIES).errors[CONTEXT:]
         shares = got[CONTEXT:, -2:].sum(axis=1)
-        np.testing.assert_allclose(shares, 2 * (best - got[CONTEXT:, 0]), rtol=1e-6)
+        np.testing.assert_allclose(shares, 2 * (gaussian.best_log_likelihood - gaussian.log_likelihood(errors)),
+                                   rtol=1e-6)
+        assert not np.allclose(shares, 2 * (gaussian.best_log_likelihood - got[CONTEXT:, 0]), rtol=1e-3)
 
 
 def test_optional_outputs_in_json(predictor: Predictor) -> None:
@@ -428,8 +442,7 @@ def test_bad_output_requests_are_400_naming_the_choices(client, headers: dict, b
 
 
 def test_a_model_without_a_stored_threshold_says_to_retrain_for_alarms(predictor: Predictor) -> None:
-    import dataclasses
-    old = dataclasses.replace(predictor, alarm_threshold=None)
+    old = dataclasses.replace(predictor, error_model=dataclasses.replace(predictor.error_model, alarm_threshold=None))
     client = create_app(old, ServeSettings(outputs=frozenset({"alarm"}))).test_client()
     response = client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv")
     assert response.status_code == 400 and "retrain" in response.data.decode()

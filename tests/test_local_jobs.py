@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_HYPERPARAMETERS, sine_series, write_csv
-from lstm_ad.errors import LocalJobError
 from lstm_ad.predictor import Predictor
+from lstm_ad_local.errors import LocalJobError
 from lstm_ad_local.jobs import run_training_job
 from lstm_ad_local.series_files import join_outputs, overlap, split_series
 from lstm_ad_local.transform import TransformSettings, run_transform_job
@@ -142,7 +142,7 @@ def test_cli_transform_with_optional_outputs(trained: dict[str, Path], tmp_path:
     assert got.shape == (len(values) - CONTEXT, 2 + 2 * COLUMNS)
     # The server's torch threads may round differently (as in _assert_matches_reference): compare loosely,
     # and the alarms where the score is not within rounding of the threshold.
-    clear = np.abs(expected.score[CONTEXT:] - _predictor(trained).alarm_threshold) > 1e-2
+    clear = np.abs(expected.score[CONTEXT:] - _predictor(trained).error_model.alarm_threshold) > 1e-2
     np.testing.assert_array_equal(got[clear, 1 + COLUMNS], expected.alarm[CONTEXT:][clear])
     np.testing.assert_allclose(got[:, 2 + COLUMNS:], expected.attribution[CONTEXT:], rtol=1e-3, atol=1e-3)
 

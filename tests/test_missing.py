@@ -1,4 +1,5 @@
-"""Missing values: gaps read as the network's own prediction, scored by the exact marginal, skipped in training."""
+"""Missing values: gaps read as the network's own prediction, scored by the marginal at the centre nearest the
+completed row, skipped in training."""
 
 from __future__ import annotations
 
@@ -87,18 +88,20 @@ def test_the_marginal_score_of_a_gappy_row_is_that_of_its_observed_errors(predic
     errors = predictor.forecast_errors(values).errors.astype(np.float64)
     observed = np.flatnonzero(np.isfinite(errors[300]))
     assert observed.tolist() == [0, 2]  # column 1 at both horizons (entry h*d + j)
-    g, centres = predictor.gaussian, predictor.centres
+    g, centres = predictor.error_model.gaussian, predictor.error_model.centres
     assert centres is not None and len(centres) > 100
     marginal = multivariate_normal(np.zeros(len(observed)), g.cov[np.ix_(observed, observed)])
     # The error model's: the marginal of the Gaussian at the centre nearest the row completed by the conditional
     # mean of its missing entries (the slow loop of test_nearest.py).
     nearest = slow_nearest(predictor.error_model, errors[300:301])[0]
     expected = marginal.logpdf(errors[300, observed] - centres[nearest, observed])
-    rows_alone = dataclasses.replace(predictor, windowed=None)  # the row's own log-likelihood, no score window
+    rows_alone = dataclasses.replace(  # the row's own log-likelihood, no score window
+        predictor, error_model=dataclasses.replace(predictor.error_model, window=None))
     np.testing.assert_allclose(rows_alone.score(values).score[300], expected, rtol=1e-9)
     assert predictor.score(values).score[300] <= expected + 1e-9  # the window can only lower it
     # Without centres, the paper's one Gaussian at the mean.
-    paper = dataclasses.replace(predictor, windowed=None, centres=None)
+    paper = dataclasses.replace(predictor, error_model=dataclasses.replace(predictor.error_model, window=None,
+                                                                           centres=None))
     np.testing.assert_allclose(paper.score(values).score[300],
                                marginal.logpdf(errors[300, observed] - g.mean[observed]), rtol=1e-9)
 
@@ -128,7 +131,8 @@ def test_training_skips_subsequences_with_gaps_and_says_how_many(caplog: pytest.
     assert summary.skipped_subsequences > 0 and summary.skipped_calibration_rows > 0
     assert "training subsequences" in caplog.text and "contain one and are skipped" in caplog.text
     assert "left out of the Gaussian's fit" in caplog.text
-    assert np.isfinite(result.predictor.gaussian.cov).all() and result.predictor.alarm_threshold is not None
+    error_model = result.predictor.error_model
+    assert np.isfinite(error_model.gaussian.cov).all() and error_model.alarm_threshold is not None
     scores = result.predictor.score(values).score[CONTEXT:]
     assert np.isfinite(scores[~np.isnan(values[CONTEXT:]).all(axis=1)]).all()  # every row with a value
 

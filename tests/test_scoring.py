@@ -93,8 +93,8 @@ def test_series_no_longer_than_context_has_no_scores():
 
 def test_column_shares_of_a_diagonal_gaussian_are_each_columns_squared_standardised_errors():
     """Hand-made: l = 2 horizons x d = 3 columns, independent entries with known variances."""
-    from lstm_ad.gaussian import Gaussian
-    from lstm_ad.predictor import column_shares
+    from lstm_ad.scoring.attribution import column_shares
+    from lstm_ad.scoring.gaussian import Gaussian
 
     variances = np.array([1.0, 4.0, 0.25, 1.0, 4.0, 0.25])  # horizon-major: h1 (c1, c2, c3), h2 (c1, c2, c3)
     g = Gaussian(mean=np.zeros(6), cov=np.diag(variances))
@@ -108,9 +108,9 @@ def test_column_shares_of_a_diagonal_gaussian_are_each_columns_squared_standardi
 
 def test_column_shares_are_non_negative_and_sum_to_the_distance_with_correlations():
     """Correlated columns: a column whose error breaks the correlation gets a share, none is negative,
-    and the shares still add up to D^2 = 2 (best - score)."""
-    from lstm_ad.gaussian import Gaussian
-    from lstm_ad.predictor import column_shares
+    and the shares still add up to D^2 = 2 (best - log N(e; μ, Σ))."""
+    from lstm_ad.scoring.attribution import column_shares
+    from lstm_ad.scoring.gaussian import Gaussian
 
     rng = np.random.default_rng(0)
     base = rng.standard_normal((2000, 1))
@@ -135,16 +135,18 @@ def test_an_artifact_without_a_threshold_loads_scores_and_refuses_only_alarms(tm
 
     from lstm_ad.data import Scaler
     from lstm_ad.errors import UserError
-    from lstm_ad.gaussian import Gaussian
     from lstm_ad.hyperparameters import Hyperparameters
     from lstm_ad.model import LSTMForecaster, NetworkConfig
     from lstm_ad.predictor import Predictor
+    from lstm_ad.scoring.error_model import ErrorModel
+    from lstm_ad.scoring.gaussian import Gaussian
 
     torch.manual_seed(0)
     network = LSTMForecaster(NetworkConfig(columns=1, prediction_length=2, hidden_size=4, num_layers=1, dropout=0.0))
     predictor = Predictor(network.eval(), Hyperparameters(context_length=5, prediction_length=2, hidden_size=4,
                                                           num_layers=1),
-                          Scaler(np.zeros(1), np.ones(1)), Gaussian(np.zeros(2), np.eye(2)), 1024, {}, -3.0)
+                          Scaler(np.zeros(1), np.ones(1)),
+                          ErrorModel(Gaussian(np.zeros(2), np.eye(2)), alarm_threshold=-3.0), 1024, {})
     predictor.save(tmp_path)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["alarm_threshold"] == -3.0
@@ -153,7 +155,7 @@ def test_an_artifact_without_a_threshold_loads_scores_and_refuses_only_alarms(tm
     (tmp_path / "model.json").write_text(json.dumps(meta))
     old = Predictor.load(tmp_path)
     values = np.sin(np.arange(40.0))[:, None]
-    assert old.alarm_threshold is None and old.hyperparameters.alarm_fraction == 0.001
+    assert old.error_model.alarm_threshold is None and old.hyperparameters.alarm_fraction == 0.001
     np.testing.assert_array_equal(old.score(values).score, predictor.score(values).score)
     assert old.score(values, attribution=True).attribution.shape == (40, 1)
     with pytest.raises(UserError, match="retrain"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_ad.threshold import alarm_threshold, alarms
+from lstm_ad.scoring.threshold import alarm_threshold, alarms
 
 
 def test_threshold_is_the_lower_empirical_quantile():
@@ -32,7 +32,12 @@ def test_alarms_keep_warm_up_rows_empty_and_ignore_them_for_the_threshold():
     np.testing.assert_array_equal(flags[2:], [0, 1, 0, 1])
 
 
-@pytest.mark.parametrize("scores,fraction", [([np.nan], 0.1), ([], 0.1), ([1.0, 2.0], 0.0), ([1.0], 1.0)])
-def test_threshold_refuses_unusable_input(scores, fraction):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("scores, fraction, message", [
+    ([np.nan], 0.1, "no finite scores"),
+    ([], 0.1, "no finite scores"),
+    ([1.0, 2.0], 0.0, r"alarm fraction must be in \(0, 1\), got 0.0"),
+    ([1.0], 1.0, r"alarm fraction must be in \(0, 1\), got 1.0"),
+])
+def test_threshold_refuses_unusable_input(scores, fraction, message):
+    with pytest.raises(ValueError, match=message):
         alarm_threshold(np.array(scores), fraction)

@@ -179,6 +179,17 @@ def check_same_columns(series: list[Series], expected: int | None = None, expect
             )
 
 
+# Training standard deviations from the training mean beyond which standardised inputs are clipped.
+MAX_STANDARDISED = 1e4
+
+
+def clipped(standardised: np.ndarray) -> np.ndarray:
+    """Standardised values clipped to +-MAX_STANDARDISED, as requests and validation series are scored: a
+    value far beyond anything seen in training (1e308, say) stays a finite, extreme input instead of
+    overflowing the network's float32 arithmetic into an empty score."""
+    return np.clip(standardised, -MAX_STANDARDISED, MAX_STANDARDISED)
+
+
 @dataclass(frozen=True)
 class Scaler:
     """Per-column standardisation; a constant column gets std 1 so it stays finite. Missing values (NaN)

@@ -1,9 +1,11 @@
-"""Every exception type of LSTM-AD, sorted into the user's failures and ours.
+"""The exceptions that cross module boundaries in LSTM-AD, sorted into the user's failures and ours.
 
 A `UserError` carries a message meant for the person who started the job: it names
 the file, row, column or parameter and says how to fix it. Anything else that
 escapes is an algorithm error (a bug or an environment problem). The SageMaker shell
 turns the first into exit code 2 / HTTP 4xx and the second into exit code 1 / HTTP 500.
+(tensor_files.UnreadableTensorFile, a ValueError, stays beside the reader that raises it; the predictor
+reports it as an ArtifactError.)
 """
 
 
@@ -38,7 +40,3 @@ class TrainingStopped(Exception):
 class ClusterError(Exception):
     """A training job of several ranks lost one (it failed, was stopped, or cannot be reached) or could not
     start them all: neither the user's input nor a bug here, so exit code 1 with this reason, no traceback."""
-
-
-class LocalJobError(Exception):
-    """A local training or transform job (lstm_ad_local) failed; the message says why."""

@@ -1,4 +1,4 @@
-"""Streaming error vectors of a series, computed in chunks (DESIGN §2, "Long series").
+"""Streaming error vectors of a series, computed in chunks (docs/how-it-works.md, "The model").
 
 For row t, the l predictions made for it at origins t-1, ..., t-l give the error
 vector e_t = x_t - x̂_t in R^(l·d). The first `context_length` rows of a request are
@@ -44,6 +44,14 @@ class ForecastErrors:
     errors: np.ndarray  # (rows, prediction_length * columns); NaN also where the true value is missing
     one_step: np.ndarray  # (rows, columns): prediction of row t made at t-1
     first_scored_row: int  # rows before it are warm-up: min(context_length, rows)
+
+
+def complete_rows(found: list[np.ndarray], dimension: int) -> np.ndarray:
+    """The error vectors of `found` (one array (rows, `dimension`) per part) that miss no entry, in one float64
+    array; (0, `dimension`) when there is no part (a rank with no file of its own in a distributed job)."""
+    if not found:
+        return np.empty((0, dimension))
+    return np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found]).astype(np.float64)
 
 
 SHORT_STRETCH = 8  # observed rows between gaps read by the numpy step below rather than one nn.LSTM call

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .hyperparameters import Hyperparameters
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
@@ -20,6 +22,16 @@ class NetworkConfig:
     hidden_size: int
     num_layers: int
     dropout: float
+
+    @property
+    def error_dimension(self) -> int:
+        """Entries of a row's error vector: its l predictions of each of the d columns."""
+        return self.prediction_length * self.columns
+
+
+def network_config(hp: Hyperparameters, columns: int) -> NetworkConfig:
+    """The network that `hp` describes for series of `columns` columns."""
+    return NetworkConfig(columns, hp.prediction_length, hp.hidden_size, hp.num_layers, hp.dropout)
 
 
 class LSTMForecaster(nn.Module):

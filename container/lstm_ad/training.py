@@ -1,7 +1,7 @@
-"""Fitting LSTM-AD: split, scale, fit the LSTM, calibrate the Gaussian.
+"""Fitting LSTM-AD: split, scale, fit the LSTM, fit the error model.
 
 Each training series is split in time: the first (1 - calibration-fraction) rows fit
-the LSTM, the rest calibrate the Gaussian error model and decide early stopping.
+the LSTM, the rest calibrate the error model (scoring/) and decide early stopping.
 The LSTM is fitted on subsequences of context-length + prediction-length rows that
 start every sequence-stride rows of a fitting part (never crossing a file boundary):
 it reads the first context-length rows from a zero state, and the loss is the MSE of
@@ -11,6 +11,10 @@ Missing values (NaN, from empty cells): subsequences that contain one (in their 
 their targets) are skipped, the scaler ignores them, the calibration and validation parts
 are scored as requests are (gaps read as the network's own prediction, forecast.py), and the
 Gaussian is fitted to the complete error vectors only. The log says how much was left out.
+
+`train` reads top to bottom: check, split and scale, count gaps, resume, the epochs (`_run_epochs`,
+`_run_epoch`), then `_finish` (the error model and the final metrics). A job of several ranks runs
+the same function on every rank (parallel/).
 """
 
 from __future__ import annotations
@@ -25,20 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import pooled
 from .adam import Adam
 from .checkpoint import Checkpointer, TrainingState
-from .data import Scaler, Series
-from .data_parallel import DataParallel
-from .distributed import Collective, Share
+from .data import Scaler, Series, clipped
 from .errors import DataError, TrainingStopped, UserError
-from .forecast import default_chunk_length, forecast_errors
+from .forecast import complete_rows, default_chunk_length, forecast_errors
 from .hyperparameters import Hyperparameters
-from .model import LSTMForecaster, NetworkConfig
-from .nearest import NearestGaussian
-from .predictor import MAX_STANDARDISED, Predictor, network_config
-from .sharding import shard_count, single_threaded_kernels
-from .threshold import alarm_threshold
+from .model import LSTMForecaster, network_config
+from .parallel import pooled
+from .parallel.collectives import Collective, Share
+from .parallel.ranks import GlobalBatches
+from .parallel.threads import replica_count, single_threaded_kernels
+from .predictor import Predictor
+from .scoring.error_model import ErrorModel
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,48 @@ class TrainingSummary:
 class TrainingResult:
     predictor: Predictor
     summary: TrainingSummary
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The training data as the loop reads it, scaled by the scaler of the fitting parts (all ranks')."""
+
+    scaler: Scaler
+    fitting: list[np.ndarray]  # each series' first rows: they fit the LSTM
+    calibration: list[np.ndarray]  # each series' last rows, after the context-length rows before them (warm-up)
+    validation: list[np.ndarray]  # the validation series, clipped as requests are
+    calibration_rows: int  # rows of the calibration parts after their warm-up
+
+    @property
+    def columns(self) -> int:
+        return self.fitting[0].shape[1]
+
+
+@dataclass(frozen=True)
+class GapCounts:
+    """Missing values in the training series of every rank, and what they cost."""
+
+    missing_values: int  # empty cells
+    subsequences: int  # training subsequences without a gap: the ones trained on
+    skipped: int  # training subsequences with one
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What every step of one call of `train` works with."""
+
+    hp: Hyperparameters
+    network: LSTMForecaster
+    optimizer: Adam
+    sampler: SubsequenceSampler
+    parts: Parts
+    collective: Collective
+    chunk_length: int
+
+    def pooled_mse_mae(self, parts: list[np.ndarray], share: Share) -> tuple[float, float]:
+        """MSE and MAE of the parts' error vectors over every rank (each scores the parts of `share` it owns)."""
+        return pooled.mse_mae(streaming_errors(self.network, share.mine(parts), self.hp, self.chunk_length),
+                              self.collective)
 
 
 def split_point(rows: int, calibration_fraction: float) -> int:
@@ -142,6 +187,14 @@ def check_scaler(scaler: Scaler, series: list[Series], hp: Hyperparameters) -> N
         )
 
 
+def check_series(series: list[Series], validation: list[Series] | None, hp: Hyperparameters) -> None:
+    """Everything about the series' sizes that makes training impossible, before any work."""
+    check_lengths(series, hp)
+    check_error_dimension(series[0].values.shape[1], hp)
+    if validation:
+        check_validation_lengths(validation, hp)
+
+
 def check_validation_lengths(series: list[Series], hp: Hyperparameters) -> None:
     for s in series:
         if len(s.values) <= hp.context_length:
@@ -152,7 +205,7 @@ def check_validation_lengths(series: list[Series], hp: Hyperparameters) -> None:
 
 
 def select_device() -> torch.device:
-    """The GPU when there is one, else the CPU (multi-GPU: wrap the network here later)."""
+    """The GPU when there is one, else the CPU (several GPUs: one rank each, sagemaker/ranks.py)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -197,14 +250,7 @@ def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyper
                      chunk_length: int) -> np.ndarray:
     """Complete error vectors of every scorable row of every part, scored as at inference (rows whose
     error vector misses an entry, because the row has a gap, are left out)."""
-    return complete_rows(part_errors(network, parts, hp, chunk_length), network.config)
-
-
-def complete_rows(found: list[np.ndarray], config: NetworkConfig) -> np.ndarray:
-    """The error vectors of `found` (one array per part) that miss no entry, in one float64 array."""
-    if not found:  # a rank with no file of its own in a distributed job
-        return np.empty((0, config.prediction_length * config.columns))
-    return np.concatenate([e[np.isfinite(e).all(axis=1)] for e in found]).astype(np.float64)
+    return complete_rows(part_errors(network, parts, hp, chunk_length), network.config.error_dimension)
 
 
 def part_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
@@ -221,12 +267,6 @@ def part_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparam
     return [f.errors[f.first_scored_row:] for f in found]
 
 
-def pooled_mse_mae(network: LSTMForecaster, parts: list[np.ndarray], share: Share, hp: Hyperparameters,
-                   chunk_length: int, collective: Collective) -> tuple[float, float]:
-    """MSE and MAE of the parts' error vectors over every rank (each scores the parts of `share` it owns)."""
-    return pooled.mse_mae(streaming_errors(network, share.mine(parts), hp, chunk_length), collective)
-
-
 def train(
     series: list[Series],
     hp: Hyperparameters,
@@ -240,32 +280,62 @@ def train(
     """Fit LSTM-AD to `series`; returns the predictor and what happened.
 
     `stop_requested` is polled before every mini-batch; `on_epoch` hears of every epoch. In a job of
-    several ranks (`collective`, distributed.py) `series` are this rank's files, every rank returns the
-    same predictor, and only rank 0 writes checkpoints.
+    several ranks (`collective`, parallel/collectives.py) `series` are this rank's files, every rank returns
+    the same predictor, and only rank 0 writes checkpoints.
     """
     collective = collective or Collective()
-    check_lengths(series, hp)
-    check_error_dimension(series[0].values.shape[1], hp)
-    if validation:
-        check_validation_lengths(validation, hp)
+    check_series(series, validation, hp)
     device = device or select_device()
     torch.manual_seed(hp.seed)
+    parts = split_and_scale(series, validation, hp, collective)
+    network = LSTMForecaster(network_config(hp, parts.columns)).to(device)
+    sampler = SubsequenceSampler(parts.fitting, hp, device)
+    gaps = count_gaps(series, sampler, hp, collective)
+    replicas = replica_count(device, hp.batch_size, hp.dropout) if collective.size == 1 else 1
+    logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
+                "%d subsequences per epoch, %d parameters, mini-batches in %d thread replica(s) on each of %d "
+                "rank(s)", device, len(series), parts.columns, sum(map(len, parts.fitting)), parts.calibration_rows,
+                gaps.subsequences, sum(p.numel() for p in network.parameters()), replicas, collective.size)
+    optimizer = Adam(network.parameters(), lr=hp.lr)
+    checkpointer = Checkpointer(checkpoint_dir, hp, parts.columns) if checkpoint_dir else None
+    state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
+    check_same_start(state.epoch, collective)
+    if not collective.rank.is_master:
+        checkpointer = None  # rank 0 alone writes checkpoints; every rank resumes from its copy
+
+    run = TrainingRun(hp, network, optimizer, sampler, parts, collective, default_chunk_length(hp.context_length))
+    interrupted = _run_epochs(run, state, checkpointer, replicas, stop_requested, on_epoch)
+    if state.best_state is None:
+        raise TrainingStopped("Training was stopped before the first epoch completed.")
+    network.load_state_dict(state.best_state)
+    network.eval()
+    started = time.monotonic()
+    result = _finish(run, state, interrupted, gaps)
+    logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
+    return result
+
+
+def split_and_scale(series: list[Series], validation: list[Series] | None, hp: Hyperparameters,
+                    collective: Collective) -> Parts:
+    """Split each series into its fitting and calibration parts, and scale every part."""
     splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
     scaler = pooled.fit_scaler([s.values[:cut] for s, cut in zip(series, splits, strict=True)], collective)
     check_scaler(scaler, series, hp)
-    fit_parts = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
+    fitting = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
     # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
     # so every calibration row gets an error vector.
-    calibration_parts = [scaler.transform(s.values[max(0, cut - hp.context_length):])
-                         for s, cut in zip(series, splits, strict=True)]
+    calibration = [scaler.transform(s.values[max(0, cut - hp.context_length):])
+                   for s, cut in zip(series, splits, strict=True)]
     # Validation series are scored as requests are: clipped to the same bound (Predictor.standardise).
-    validation_parts = [np.clip(scaler.transform(s.values), -MAX_STANDARDISED, MAX_STANDARDISED)
-                        for s in validation or []]
-    columns = series[0].values.shape[1]
-    chunk_length = default_chunk_length(hp.context_length)
+    validation_parts = [clipped(scaler.transform(s.values)) for s in validation or []]
+    calibration_rows = sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True))
+    return Parts(scaler, fitting, calibration, validation_parts, calibration_rows)
 
-    network = LSTMForecaster(network_config(hp, columns)).to(device)
-    sampler = SubsequenceSampler(fit_parts, hp, device)
+
+def count_gaps(series: list[Series], sampler: SubsequenceSampler, hp: Hyperparameters,
+               collective: Collective) -> GapCounts:
+    """Count the missing values and the subsequences they cost, over every rank; say so in the log, and
+    refuse data where every subsequence has a gap."""
     share = collective.training
     missing_values = pooled.share_count(int(sum(np.isnan(s.values).sum() for s in series)), collective, share)
     subsequences = pooled.share_count(len(sampler), collective, share)
@@ -280,54 +350,7 @@ def train(
         raise DataError(f"Every training subsequence ({skipped} of {hp.context_length} + "
                         f"{hp.prediction_length} rows) contains a missing value: there is nothing to train on. "
                         "Provide stretches without gaps at least that long, or lower `context-length`.")
-    shards = shard_count(device, hp.batch_size, hp.dropout) if collective.size == 1 else 1
-    logger.info("Training on %s: %d series, %d columns, %d fitting rows, %d calibration rows, "
-                "%d subsequences per epoch, %d parameters, mini-batches in %d shard(s) on each of %d rank(s)",
-                device, len(series), columns, sum(map(len, fit_parts)),
-                sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True)), subsequences,
-                sum(p.numel() for p in network.parameters()), shards, collective.size)
-    optimizer = Adam(network.parameters(), lr=hp.lr)
-    checkpointer = Checkpointer(checkpoint_dir, hp, columns) if checkpoint_dir else None
-    state = (checkpointer.load(network, optimizer) if checkpointer else None) or TrainingState.fresh(hp.seed)
-    check_same_start(state.epoch, collective)
-    if not collective.rank.is_master:
-        checkpointer = None  # rank 0 alone writes checkpoints; every rank resumes from its copy
-
-    interrupted = False
-    window_shape = (hp.context_length + hp.prediction_length, columns)
-    with single_threaded_kernels(shards > 1), \
-            DataParallel(network, collective, len(sampler), window_shape, shards) as parallel:
-        while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
-            started = time.monotonic()
-            epoch_loss = _run_epoch(network, parallel, optimizer, sampler, hp, state, stop_requested)
-            if epoch_loss is None:
-                interrupted = True
-                break
-            state.epoch += 1
-            calibration_mse, _ = pooled_mse_mae(network, calibration_parts, share, hp, chunk_length, collective)
-            state.record(calibration_mse, network)
-            best = " (best)" if state.best_epoch == state.epoch else ""
-            logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, time.monotonic() - started, best)
-            valid_mse = valid_mae = None
-            if validation_parts:
-                valid_mse, valid_mae = pooled_mse_mae(network, validation_parts, collective.validation, hp,
-                                                      chunk_length, collective)
-            on_epoch(EpochReport(state.epoch, *epoch_loss, calibration_mse, valid_mse, valid_mae))
-            if checkpointer:
-                checkpointer.save(network, optimizer, state)
-            if parallel.stop(stop_requested):
-                interrupted = True
-                break
-
-    if state.best_state is None:
-        raise TrainingStopped("Training was stopped before the first epoch completed.")
-    network.load_state_dict(state.best_state)
-    network.eval()
-    started = time.monotonic()
-    result = _finish(network, hp, scaler, chunk_length, fit_parts, calibration_parts, validation_parts,
-                     state, interrupted, missing_values, skipped, collective)
-    logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
-    return result
+    return GapCounts(missing_values, subsequences, skipped)
 
 
 def check_same_start(epoch: int, collective: Collective) -> None:
@@ -339,84 +362,99 @@ def check_same_start(epoch: int, collective: Collective) -> None:
                         "location, or remove the checkpoints to start afresh.")
 
 
-def _run_epoch(network: LSTMForecaster, parallel: DataParallel, optimizer: Adam,
-               sampler: SubsequenceSampler, hp: Hyperparameters, state: TrainingState,
+def _run_epochs(run: TrainingRun, state: TrainingState, checkpointer: Checkpointer | None, replicas: int,
+                stop_requested: Callable[[], bool], on_epoch: Callable[[EpochReport], None]) -> bool:
+    """Epochs until `epochs` are done or the patience runs out; True when a stop was requested (SIGTERM)."""
+    hp, network, collective = run.hp, run.network, run.collective
+    window_shape = (hp.context_length + hp.prediction_length, run.parts.columns)
+    with single_threaded_kernels(replicas > 1), \
+            GlobalBatches(network, collective, len(run.sampler), window_shape, replicas) as batches:
+        while state.epoch < hp.epochs and not state.patience_exhausted(hp.early_stopping_patience):
+            started = time.monotonic()
+            epoch_loss = _run_epoch(run, batches, state, stop_requested)
+            if epoch_loss is None:
+                return True
+            state.epoch += 1
+            calibration_mse, _ = run.pooled_mse_mae(run.parts.calibration, collective.training)
+            state.record(calibration_mse, network)
+            best = " (best)" if state.best_epoch == state.epoch else ""
+            logger.info("epoch %d/%d done in %.1fs%s", state.epoch, hp.epochs, time.monotonic() - started, best)
+            valid_mse = valid_mae = None
+            if run.parts.validation:
+                valid_mse, valid_mae = run.pooled_mse_mae(run.parts.validation, collective.validation)
+            on_epoch(EpochReport(state.epoch, *epoch_loss, calibration_mse, valid_mse, valid_mae))
+            if checkpointer:
+                checkpointer.save(network, run.optimizer, state)
+            if batches.stop(stop_requested):
+                return True
+    return False
+
+
+def _run_epoch(run: TrainingRun, batches: GlobalBatches, state: TrainingState,
                stop_requested: Callable[[], bool]) -> tuple[float, float] | None:
-    """One pass over the shuffled subsequences (of every rank); None when a stop was requested mid-epoch."""
-    network.train()
-    order = torch.randperm(parallel.total, generator=state.generator).to(sampler.starts.device)
-    total_mse = total_mae = 0.0
+    """One pass over the shuffled subsequences (of every rank): the epoch's mean squared and mean absolute
+    error; None when a stop was requested mid-epoch."""
+    hp = run.hp
+    run.network.train()
+    order = torch.randperm(batches.total, generator=state.generator).to(run.sampler.starts.device)
+    squared_sum = absolute_sum = 0.0  # over the windows, of each window's mean squared (absolute) error
     for first in range(0, len(order), hp.batch_size):
-        if parallel.stop(stop_requested):
+        if batches.stop(stop_requested):
             return None
         batch = order[first:first + hp.batch_size]
-        windows = sampler.batch(parallel.mine(batch))
-        mse, mae = parallel.gradient(lambda net, w: subsequence_loss(net, w, hp), windows, len(batch))  # sets .grad
-        torch.nn.utils.clip_grad_norm_(network.parameters(), max_norm=5.0, foreach=True)
-        optimizer.step()
-        total_mse += mse
-        total_mae += mae
-    total_mse, total_mae = parallel.epoch_sums(total_mse, total_mae)
-    if not math.isfinite(total_mse):
-        raise UserError(f"Training diverged: the loss became {total_mse} in epoch {state.epoch + 1}. "
+        windows = run.sampler.batch(batches.mine(batch))
+        squared, absolute = batches.gradient(lambda net, w: subsequence_loss(net, w, hp), windows,
+                                             len(batch))  # sets .grad
+        torch.nn.utils.clip_grad_norm_(run.network.parameters(), max_norm=5.0, foreach=True)
+        run.optimizer.step()
+        squared_sum += squared
+        absolute_sum += absolute
+    squared_sum, absolute_sum = batches.epoch_sums(squared_sum, absolute_sum)
+    if not math.isfinite(squared_sum):
+        raise UserError(f"Training diverged: the loss became {squared_sum} in epoch {state.epoch + 1}. "
                         f"Lower `lr` (now {hp.lr:g}).")
-    return total_mse / len(order), total_mae / len(order)
+    return squared_sum / len(order), absolute_sum / len(order)
 
 
-def _finish(network: LSTMForecaster, hp: Hyperparameters, scaler: Scaler, chunk_length: int,
-            fit_parts: list[np.ndarray], calibration_parts: list[np.ndarray],
-            validation_parts: list[np.ndarray], state: TrainingState, interrupted: bool,
-            missing_values: int, skipped_subsequences: int, collective: Collective) -> TrainingResult:
-    """Calibrate the error model (Gaussian, centres, score window, alarm threshold) with the best weights,
-    compute the final metrics."""
-    calibration_parts = collective.training.mine(calibration_parts)  # this rank's files; sums over all ranks
-    calibration_found = part_errors(network, calibration_parts, hp, chunk_length)  # gap rows too, in time order
-    calibration_errors = complete_rows(calibration_found, network.config)
-    calibration_rows = pooled.count(len(calibration_errors), collective)
-    calibration_total = pooled.count(sum(max(0, len(part) - hp.context_length) for part in calibration_parts),
-                                     collective)
-    skipped_calibration = calibration_total - calibration_rows
-    if skipped_calibration:
-        logger.info("Calibration: %d of %d calibration rows (%.1f %%) have a gap in their error vector and are "
-                    "left out of the Gaussian's fit.", skipped_calibration, calibration_total,
-                    100 * skipped_calibration / max(calibration_total, 1))
-    dimension = calibration_errors.shape[1]
-    if calibration_rows < 2:
-        raise DataError(f"Only {calibration_rows} calibration rows: raise `calibration-fraction` "
-                        "or provide longer series.")
-    if calibration_rows < 10 * dimension:
-        logger.warning("Only %d calibration rows for a %d-dimensional error model (about %d recommended): "
-                       "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
-                       calibration_rows, dimension, 10 * dimension)
-    gaussian = pooled.fit_gaussian(calibration_errors, collective)
-    fitting_found = part_errors(network, collective.training.mine(fit_parts), hp, chunk_length)
-    centres, own = pooled.sample_centres(fitting_found, calibration_found, hp.error_centres, hp.seed, collective)
-    error_model = NearestGaussian(gaussian, centres)
-    # A calibration row is scored without its own vector among the centres: as a new row would be.
-    row_scores = [error_model.log_likelihood(errors, None if own is None else own[index])  # gap rows: marginal
-                  for index, errors in enumerate(calibration_found)]
-    windowed = pooled.fit_windowed(hp.score_window, row_scores, collective)
-    if hp.score_window > 1 and not windowed.active:
-        logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
-                       "score window of %d rows.", hp.score_window)
-    scores = pooled.all_scores(np.concatenate([windowed(part) for part in row_scores]) if row_scores
-                               else np.empty(0), collective)
-    threshold = alarm_threshold(scores, hp.alarm_fraction)
-    logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
-                "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
-                threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
-    final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(complete_rows(fitting_found, network.config),
-                                                                collective), strict=True))
-    final["calibration:mse"] = pooled.mse_mae(calibration_errors, collective)[0]
-    if validation_parts:
-        final.update(zip(("valid:mse", "valid:mae"), pooled_mse_mae(
-            network, validation_parts, collective.validation, hp, chunk_length, collective), strict=True))
-    final["alarm:threshold"] = threshold
+def _finish(run: TrainingRun, state: TrainingState, interrupted: bool, gaps: GapCounts) -> TrainingResult:
+    """Fit the error model (Gaussian, centres, score window, alarm threshold) with the best weights, compute the
+    final metrics."""
+    hp, network, collective = run.hp, run.network, run.collective
+    dimension = network.config.error_dimension
+    # This rank's files (sums over all ranks); gap rows too, in time order.
+    calibration = part_errors(network, collective.training.mine(run.parts.calibration), hp, run.chunk_length)
+    fitting = part_errors(network, collective.training.mine(run.parts.fitting), hp, run.chunk_length)
+    calibration_rows, skipped_calibration = check_calibration(calibration, dimension, collective)
+    error_model = ErrorModel.fit(calibration, fitting, hp, dimension, collective)
+    final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(complete_rows(fitting, dimension), collective),
+                     strict=True))
+    final["calibration:mse"] = pooled.mse_mae(complete_rows(calibration, dimension), collective)[0]
+    if run.parts.validation:
+        final.update(zip(("valid:mse", "valid:mae"), run.pooled_mse_mae(run.parts.validation, collective.validation),
+                         strict=True))
+    final["alarm:threshold"] = error_model.alarm_threshold  # type: ignore[assignment]  # fit always sets it
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
                               calibration_rows=calibration_rows, metrics=final,
-                              missing_values=missing_values, skipped_subsequences=skipped_subsequences,
+                              missing_values=gaps.missing_values, skipped_subsequences=gaps.skipped,
                               skipped_calibration_rows=skipped_calibration)
-    predictor = Predictor(network.cpu(), hp, scaler, gaussian, chunk_length, summary.to_json(), threshold, windowed,
-                          centres)
+    predictor = Predictor(network.cpu(), hp, run.parts.scaler, error_model, run.chunk_length, summary.to_json())
     return TrainingResult(predictor, summary)
+
+
+def check_calibration(found: list[np.ndarray], dimension: int, collective: Collective) -> tuple[int, int]:
+    """(complete calibration error vectors, calibration rows left out for a gap), over every rank; a DataError
+    when there are fewer than 2, a warning when there are few for the error model's dimension."""
+    rows = pooled.count(len(complete_rows(found, dimension)), collective)
+    total = pooled.count(sum(len(errors) for errors in found), collective)
+    skipped = total - rows
+    if skipped:
+        logger.info("Calibration: %d of %d calibration rows (%.1f %%) have a gap in their error vector and are "
+                    "left out of the Gaussian's fit.", skipped, total, 100 * skipped / max(total, 1))
+    if rows < 2:
+        raise DataError(f"Only {rows} calibration rows: raise `calibration-fraction` or provide longer series.")
+    if rows < 10 * dimension:
+        logger.warning("Only %d calibration rows for a %d-dimensional error model (about %d recommended): "
+                       "scores may be unreliable. Provide more data or raise `calibration-fraction`.",
+                       rows, dimension, 10 * dimension)
+    return rows, skipped

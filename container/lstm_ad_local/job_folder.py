@@ -1,34 +1,14 @@
-"""The one writer of an /opt/ml job folder, as SageMaker lays it out before it starts a container.
+"""A local job's channels: the files SageMaker would download, linked (or copied) into the job folder.
 
-Used by the local training job (jobs.py) and by the tests. Hyperparameter values are
-written as strings (`str(v)`, as the SDK v2 `Estimator` sends them).
+The job folder's config files are written by the shell's own writer, beside its reader
+(lstm_ad.sagemaker.paths.write_training_config), which the tests use too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-from lstm_ad.sagemaker.paths import Paths
-
-
-def write_training_config(paths: Paths, channels: Iterable[str], hyperparameters: Mapping[str, object],
-                          input_mode: str = "File", hosts: tuple[str, ...] = ("algo-1",),
-                          current_host: str = "algo-1", distribution: str = "FullyReplicated") -> None:
-    """hyperparameters.json, inputdataconfig.json, resourceconfig.json and the empty output folders.
-    `distribution` is every channel's S3DistributionType (FullyReplicated or ShardedByS3Key)."""
-    paths.config_dir.mkdir(parents=True, exist_ok=True)
-    paths.hyperparameters_file.write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}, indent=1))
-    paths.input_data_config_file.write_text(json.dumps({
-        name: {"ContentType": "text/csv", "TrainingInputMode": input_mode, "S3DistributionType": distribution,
-               "RecordWrapperType": "None"} for name in channels}, indent=1))
-    paths.resource_config_file.write_text(json.dumps(
-        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}, indent=1))
-    paths.model_dir.mkdir(parents=True, exist_ok=True)
-    (paths.base / "output" / "data").mkdir(parents=True, exist_ok=True)
 
 
 def link_channel(source: Path, target: Path) -> None:

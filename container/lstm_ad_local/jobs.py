@@ -25,12 +25,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lstm_ad.errors import LocalJobError
 from lstm_ad.hyperparameters import SPECS
 from lstm_ad.sagemaker.metrics import METRICS
-from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths
+from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths, write_training_config
 
-from .job_folder import link_channel, write_training_config
+from .errors import LocalJobError
+from .job_folder import link_channel
 from .series_files import join_outputs, overlap, split_series
 from .server import console_script
 from .transform import STRATEGIES, TransformSettings, run_transform_job
@@ -44,7 +44,7 @@ SCORE_WINDOW = int(SPECS["score-window"].default)
 
 
 @dataclass(frozen=True)
-class TrainingResult:
+class TrainingJobResult:
     job_name: str
     model_artifact: Path  # <output>/model.tar.gz
     final_metrics: dict[str, float]  # last value of every metric, like DescribeTrainingJob.FinalMetricDataList
@@ -53,7 +53,7 @@ class TrainingResult:
 
 def run_training_job(channels: Mapping[str, Path], hyperparameters: Mapping[str, object], output_dir: Path,
                      job_name: str | None = None, job_dir: Path | None = None,
-                     echo: Callable[[str], None] | None = print) -> TrainingResult:
+                     echo: Callable[[str], None] | None = print) -> TrainingJobResult:
     """Run `train` on local files or folders (`{"training": ..., "validation": ...}`); see the module doc."""
     job_name = job_name or time.strftime("lstm-ad-%Y-%m-%d-%H-%M-%S")
     output_dir = Path(output_dir)
@@ -72,7 +72,7 @@ def run_training_job(channels: Mapping[str, Path], hyperparameters: Mapping[str,
             pack_folder(output_data, output_dir / OUTPUT_ARTIFACT)
     metrics = final_metrics(lines)
     logger.info("Training job %s completed in %.1f s: %s", job_name, seconds, artifact)
-    return TrainingResult(job_name, artifact, metrics, seconds)
+    return TrainingJobResult(job_name, artifact, metrics, seconds)
 
 
 def prepare_training_folder(paths: Paths, channels: Mapping[str, Path], hyperparameters: Mapping[str, object]

@@ -8,7 +8,7 @@ exactly one line per row of the series and warm-up rows only at its start.
 
 The overlap a model needs is `overlap(context-length, score-window)` = context-length + score-window
 - 1 rows. A row's score reads the rows of its score window, (w - 1) // 2 before and w // 2 after it
-(lstm_ad/windowed.py), so a later part's first context-length + (w - 1) // 2 rows (warm-up, then rows
+(lstm_ad/scoring/window.py), so a later part's first context-length + (w - 1) // 2 rows (warm-up, then rows
 whose window reaches into it) and every part's last w // 2 rows but the last part's (windows cut by
 the part's end) are left to the neighbouring part. The rows kept near a part's start are scored after
 a warm-up, as every chunk of a long request is (lstm_ad/forecast.py), but on a different chunk grid:
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_ad.errors import LocalJobError
-from lstm_ad.windowed import rows_around
+from lstm_ad.scoring.window import rows_around
+
+from .errors import LocalJobError
 
 PART_NAME = "part-{:05d}.csv"
 

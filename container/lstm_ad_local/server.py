@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from lstm_ad.errors import LocalJobError
+from .errors import LocalJobError
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lstm_ad.errors import LocalJobError
-
+from .errors import LocalJobError
 from .server import LocalServer, console_script
 
 logger = logging.getLogger(__name__)

@@ -53,7 +53,12 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     app.before_request(torch_threads_per_calling_thread(settings.torch_threads))
+    _add_routes(app, predictor, settings)
+    _add_error_answers(app, settings)
+    return app
 
+
+def _add_routes(app: Flask, predictor: Scorer, settings: ServeSettings) -> None:
     @app.get("/ping")
     def ping() -> Response:
         return Response(b"", status=200, content_type=TEXT)
@@ -82,6 +87,8 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
                     values.shape[1], time.perf_counter() - started, len(body), len(answer))
         return Response(answer, status=200, content_type=accept)
 
+
+def _add_error_answers(app: Flask, settings: ServeSettings) -> None:
     @app.errorhandler(UserError)
     def bad_request(exc: UserError) -> Response:
         message = " ".join(str(exc).split())  # one line, whatever the exception held
@@ -91,7 +98,8 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
         return _error(413, f"The request body is larger than the limit of {settings.max_payload_mb} MB "
-                      "(SAGEMAKER_MAX_PAYLOAD_IN_MB). Split the series into files that overlap by context-length rows.")
+                      "(SAGEMAKER_MAX_PAYLOAD_IN_MB). Split the series into files that overlap by context-length + "
+                      "score-window - 1 rows (the batch transform documentation shows how to join the answers).")
 
     @app.errorhandler(RequestTimeout)
     def body_timeout(exc: RequestTimeout) -> Response:
@@ -107,8 +115,6 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
         logger.exception("Internal error while handling %s %s", request.method, request.path)
         return _error(500, f"Internal error ({type(exc).__name__}); this is a bug in LSTM-AD, the server log has "
                       "the details.")
-
-    return app
 
 
 def _read_body(limit: int | None, timeout_s: float) -> bytes:

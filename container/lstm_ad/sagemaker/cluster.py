@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .environment import EnvironmentNumbers
 from .paths import Paths, read_json
 
 DEFAULT_MASTER_PORT = 29500
@@ -68,25 +69,11 @@ class ClusterSettings:
 
 def cluster_settings(environ: Mapping[str, str] = os.environ) -> ClusterSettings:
     """The LSTM_AD_* settings above, every bad value reported with the fix."""
-    problems = []
-
-    def number(name: str, default: float, minimum: float, kind: type) -> float:
-        text = environ.get(name, "").strip()
-        if not text:
-            return default
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            problems.append(f"{name}={text!r} must be {'an integer' if kind is int else 'a number'} >= {minimum}")
-            return default
-        return float(value)
-
-    port = int(number("LSTM_AD_MASTER_PORT", DEFAULT_MASTER_PORT, 1, int))
-    timeout = number("LSTM_AD_DIST_TIMEOUT", DEFAULT_TIMEOUT_S, 1, float)
-    processes = environ.get("LSTM_AD_PROCESSES_PER_HOST", "").strip()
-    per_host = int(number("LSTM_AD_PROCESSES_PER_HOST", 1, 1, int)) if processes else None
+    read = EnvironmentNumbers(environ)
+    port = read.integer("LSTM_AD_MASTER_PORT", DEFAULT_MASTER_PORT, 1, 65535)
+    timeout = read.number("LSTM_AD_DIST_TIMEOUT", DEFAULT_TIMEOUT_S, 1)
+    per_host = read.integer("LSTM_AD_PROCESSES_PER_HOST", 1, 1) if read.is_set("LSTM_AD_PROCESSES_PER_HOST") else None
+    problems = read.problems
     addresses = {}
     for pair in filter(None, (p.strip() for p in environ.get("LSTM_AD_HOST_ADDRESSES", "").split(","))):
         host, _, address = pair.partition("=")

@@ -1,8 +1,11 @@
-"""The SageMaker adapter: /opt/ml paths, config files, failure file.
+"""The /opt/ml layout: paths, config files, failure file.
 
-Only this module (and the entrypoints in cli.py) knows about /opt/ml or the
-environment. Every path hangs off a base folder, `SAGEMAKER_BASE_DIR` (default
-/opt/ml), so the real entrypoints run unchanged in a temporary folder.
+Only this module knows where /opt/ml is. Every path hangs off a base folder, `SAGEMAKER_BASE_DIR`
+(default /opt/ml), so the real entrypoints run unchanged in a temporary folder. (The shell's other
+readers of the environment: settings.py, cluster.py and outputs.py, each for its own variables.)
+
+`write_training_config` writes the config files as SageMaker does before it starts a container: the
+one writer, beside the reader, for the local jobs (lstm_ad_local) and the tests; `train` never calls it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,22 @@ def training_channels(paths: Paths) -> dict[str, Path]:
             raise UserError(f"Channel `{name}` uses input mode {mode}; this algorithm reads whole files. "
                             "Use input mode File (or FastFile).")
     return {name: paths.channel(name) for name in sorted(names)}
+
+
+def write_training_config(paths: Paths, channels: Iterable[str], hyperparameters: Mapping[str, object],
+                          input_mode: str = "File", hosts: tuple[str, ...] = ("algo-1",),
+                          current_host: str = "algo-1", distribution: str = "FullyReplicated") -> None:
+    """hyperparameters.json, inputdataconfig.json, resourceconfig.json and the empty output folders.
+    `distribution` is every channel's S3DistributionType (FullyReplicated or ShardedByS3Key)."""
+    paths.config_dir.mkdir(parents=True, exist_ok=True)
+    paths.hyperparameters_file.write_text(json.dumps({k: str(v) for k, v in hyperparameters.items()}, indent=1))
+    paths.input_data_config_file.write_text(json.dumps({
+        name: {"ContentType": "text/csv", "TrainingInputMode": input_mode, "S3DistributionType": distribution,
+               "RecordWrapperType": "None"} for name in channels}, indent=1))
+    paths.resource_config_file.write_text(json.dumps(
+        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}, indent=1))
+    paths.model_dir.mkdir(parents=True, exist_ok=True)
+    (paths.base / "output" / "data").mkdir(parents=True, exist_ok=True)
 
 
 def write_failure(paths: Paths, reason: str, details: str = "") -> bool:

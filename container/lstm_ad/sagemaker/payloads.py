@@ -1,14 +1,15 @@
 """Request bodies in, response bodies out: CSV (the default) and JSON.
 
 CSV request: the training layout (no header, one column per variable, one row per
-time step). CSV response: one line per request row, `log_likelihood,pred_1,...,pred_d`,
+time step). CSV response: one line per request row, `score,pred_1,...,pred_d`,
 with empty fields for the warm-up rows (`,,` for two columns).
 
 JSON request: `{"values": [[x_11, ..., x_1d], ...]}` (or the bare list of rows; null for a
 missing value, as an empty cell in CSV), optionally
 with `"output": ["alarm", "attribution"]` (see outputs.py).
 JSON response: `{"log_likelihood": [...], "predictions": [[...], ...]}`, one entry per
-request row, `null` for warm-up rows, numbers at full float64 precision.
+request row, `null` for warm-up rows, numbers at full float64 precision. The key `log_likelihood`
+holds the score (ScoreResult.score): it is the public listing's name, kept for its users' code.
 
 Optional outputs (outputs.py) add columns after the default ones, empty for warm-up rows like
 them: CSV `score,pred_1..pred_d[,alarm][,attr_1..attr_d]`; JSON the keys "alarm" (0/1) and
@@ -31,16 +32,12 @@ from .outputs import parse_outputs
 
 CSV, JSON = "text/csv", "application/json"
 SOURCE = "request body"
+SCORE_KEY = "log_likelihood"  # the score's key in a JSON answer: the listing's name
 
 
 def decode_csv(body: bytes, columns: int | None = None) -> np.ndarray:
     """CSV bytes -> (rows, columns) float64, or a DataError naming the line and column."""
     return parse_csv(body, SOURCE, columns)
-
-
-def decode_json(body: bytes, columns: int | None = None) -> np.ndarray:
-    """`{"values": [[...], ...]}` or `[[...], ...]` -> (rows, columns) float64."""
-    return decode_json_request(body, columns)[0]
 
 
 def decode_csv_request(body: bytes, columns: int | None = None) -> tuple[np.ndarray, frozenset[str] | None]:
@@ -108,7 +105,7 @@ def encode_json(result: ScoreResult) -> bytes:
         listed_cells: list[Any] = cells.tolist()
         return listed_cells
 
-    document = {"log_likelihood": listed(result.score), "predictions": listed(result.predictions)}
+    document = {SCORE_KEY: listed(result.score), "predictions": listed(result.predictions)}
     if result.alarm is not None:
         document["alarm"] = [None if math.isnan(a) else int(a) for a in result.alarm.tolist()]
     if result.attribution is not None:

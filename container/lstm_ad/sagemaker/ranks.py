@@ -1,7 +1,7 @@
 """This process's rank in the training job: joining the process group, and the host's other processes.
 
 `join_job` turns resourceconfig.json and the LSTM_AD_* settings (cluster.py) into a Collective
-(lstm_ad/distributed.py): the one-process identity for a job of one host and one process, else
+(lstm_ad/parallel/collectives.py): the one-process identity for a job of one host and one process, else
 torch.distributed's process group, with rank 0 at the first host of `hosts`. On a host of several
 processes (one per GPU), local rank 0 is the `train` process SageMaker started: it starts the others
 itself (`python -m lstm_ad.sagemaker.local_rank K`, same environment and job folder) before joining,
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..distributed import Collective, ProcessGroup, Rank, Rendezvous
 from ..errors import ClusterError, UserError
+from ..parallel.collectives import Collective, ProcessGroup, Rank, Rendezvous
 from .cluster import (
     channel_is_sharded,
     cluster_settings,

@@ -136,7 +136,7 @@ def main() -> None:
         logger.exception("Cannot serve: the model in %s could not be loaded (%s: %s). Use a model.tar.gz "
                          "produced by this algorithm's training job.", paths.model_dir, type(exc).__name__, exc)
         sys.exit(EXIT_BAD_MODEL)
-    if ALARM in settings.outputs and predictor.alarm_threshold is None:
+    if ALARM in settings.outputs and predictor.error_model.alarm_threshold is None:
         logger.error("Cannot serve: %s=%s asks for the alarm column, but the model in %s has no stored alarm "
                      "threshold (it was trained by an earlier version of LSTM-AD). Retrain it, or leave `alarm` out "
                      "of %s.", ENV_VARIABLE, ",".join(sorted(settings.outputs)), paths.model_dir, ENV_VARIABLE)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from .environment import EnvironmentNumbers
 from .outputs import ENV_VARIABLE, parse_outputs
 
 DEFAULT_PORT = 8080
@@ -101,30 +102,16 @@ def settings_from_env(environ: Mapping[str, str] = os.environ, cpus: int | None 
                       gpus: int = 0, memory_bytes: int | None = None) -> ServeSettings:
     """Parse the variables above; a UserError lists every bad one with its allowed range."""
     cpus = cpus or os.cpu_count() or 1
-    problems: list[str] = []
-
-    def number(names: tuple[str, ...], default: int, low: int, high: int) -> int:
-        name = next((n for n in names if environ.get(n, "").strip()), None)
-        if name is None:
-            return default
-        raw = environ[name].strip()
-        try:
-            value = int(raw)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            problems.append(f"{name}={raw!r} must be an integer in [{low}, {high}]")
-            return default
-        return value
-
-    port = number(("SAGEMAKER_BIND_TO_PORT",), DEFAULT_PORT, 1, 65535)
-    workers = number(("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), gpus or cpus, 1, 256)
-    threads = number(("LSTM_AD_SERVER_THREADS",), 2, 1, 64)
-    torch_threads = number(("LSTM_AD_TORCH_THREADS",), max(1, cpus // workers), 1, 1024)
-    timeout = number(("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), DEFAULT_TIMEOUT_S, 1, 86400)
-    payload = number(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), MAX_BATCH_PAYLOAD_MB, 0, 10_000)
-    concurrent = number(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), 0, 0, 1000) or None
-    body_timeout = number(("LSTM_AD_BODY_READ_TIMEOUT_S",), DEFAULT_BODY_READ_TIMEOUT_S, 1, 3600)
+    read = EnvironmentNumbers(environ)
+    port = read.integer("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535)
+    workers = read.integer(("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), gpus or cpus, 1, 256)
+    threads = read.integer("LSTM_AD_SERVER_THREADS", 2, 1, 64)
+    torch_threads = read.integer("LSTM_AD_TORCH_THREADS", max(1, cpus // workers), 1, 1024)
+    timeout = read.integer(("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), DEFAULT_TIMEOUT_S, 1, 86400)
+    payload = read.integer("SAGEMAKER_MAX_PAYLOAD_IN_MB", MAX_BATCH_PAYLOAD_MB, 0, 10_000)
+    concurrent = read.integer("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 1000) or None
+    body_timeout = read.integer("LSTM_AD_BODY_READ_TIMEOUT_S", DEFAULT_BODY_READ_TIMEOUT_S, 1, 3600)
+    problems = read.problems
     outputs: frozenset[str] = frozenset()
     try:
         outputs = parse_outputs(environ.get(ENV_VARIABLE, ""), ENV_VARIABLE)

@@ -1,8 +1,8 @@
-"""This rank's part of every mini-batch, and the gradient of the whole mini-batch from it.
+"""This rank's part of every global mini-batch, and the gradient of the whole mini-batch from it.
 
 Every rank draws the same shuffled order of all the job's training subsequences (one generator,
 one seed), so every rank knows the global mini-batches, the same ones a single process would use.
-The subsequences are numbered share by share (distributed.py: all ranks for a replicated channel,
+The subsequences are numbered share by share (collectives.py: all ranks for a replicated channel,
 host by host for a sharded one); of each global mini-batch a rank takes those of its share, cut into
 one contiguous piece per rank of the share.
 
@@ -12,7 +12,7 @@ mini-batch), so the average is the gradient of the global mini-batch's mean loss
 the step one process would take, up to float rounding. A rank without a window in a mini-batch still
 takes part (DDP needs every rank in every all-reduce) with one zero window of weight 0.
 
-In a job of one process the gradient comes from thread replicas (sharding.py), as before.
+In a job of one process the gradient comes from thread replicas (threads.py).
 """
 
 from __future__ import annotations
@@ -22,16 +22,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .distributed import Collective, backward
-from .errors import ClusterError
-from .sharding import LossFunction, ShardedGradient
+from ..errors import ClusterError
+from .collectives import Collective
+from .threads import LossFunction, ThreadReplicas
 
 
-class DataParallel:
-    """Use as a context manager (the one-process path owns a thread pool)."""
+class GlobalBatches:
+    """The global mini-batches as this rank takes part in them. Use as a context manager (the one-process
+    path owns a thread pool of `replicas` - 1 threads)."""
 
     def __init__(self, network: nn.Module, collective: Collective, subsequences: int, window_shape: tuple[int, int],
-                 shards: int = 1):
+                 replicas: int = 1):
         self.collective = collective
         self.window_shape = window_shape  # (rows, columns) of one subsequence
         self.alone = collective.size == 1
@@ -49,9 +50,9 @@ class DataParallel:
         self.offset = sum(firsts[:self.share.group])  # the number of this share's first subsequence
         self.count = subsequences
         self.model = collective.wrap(network)
-        self._threads = ShardedGradient(network, shards if self.alone else 1)
+        self._threads = ThreadReplicas(network, replicas if self.alone else 1)
 
-    def __enter__(self) -> DataParallel:
+    def __enter__(self) -> GlobalBatches:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,26 +68,27 @@ class DataParallel:
 
     def gradient(self, loss: LossFunction, windows: torch.Tensor, batch: int) -> tuple[float, float]:
         """Set the network's .grad to the gradient of the global mini-batch's mean loss (`batch` windows in
-        all, `windows` of them here); returns this rank's (sum of squared, sum of absolute) window errors."""
+        all, `windows` of them here); returns this rank's windows' sums of their mean squared and mean
+        absolute errors."""
         if self.alone:
-            mse, mae = self._threads(loss, windows)
-            return mse * len(windows), mae * len(windows)
+            mean_squared, mean_absolute = self._threads(loss, windows)
+            return mean_squared * len(windows), mean_absolute * len(windows)
         for parameter in self.model.parameters():
             parameter.grad = None
         weight = self.collective.size * len(windows) / batch
         if not len(windows):
             windows = torch.zeros((1, *self.window_shape), device=windows.device)
         squared, absolute = loss(self.model, windows)
-        backward(self.collective, squared * weight)
+        self.collective.backward(squared * weight)
         return (squared.item() * len(windows), absolute.item() * len(windows)) if weight else (0.0, 0.0)
 
     def stop(self, requested: Callable[[], bool]) -> bool:
         """Whether any rank was asked to stop (SIGTERM on any host stops them all at the same mini-batch)."""
         return self.collective.any(requested())
 
-    def epoch_sums(self, mse: float, mae: float) -> tuple[float, float]:
-        """The epoch's error sums over all ranks."""
+    def epoch_sums(self, squared_sum: float, absolute_sum: float) -> tuple[float, float]:
+        """The epoch's sums (those of `gradient`) added up over all ranks."""
         if self.alone:
-            return mse, mae
-        total = self.collective.sum([mse, mae])
+            return squared_sum, absolute_sum
+        total = self.collective.sum([squared_sum, absolute_sum])
         return float(total[0]), float(total[1])

@@ -1,29 +1,30 @@
-"""The error model: Gaussians of the calibration covariance, centred on the error vectors of normal rows.
+"""The centres: a row's log-likelihood under the Gaussian of the calibration covariance at its nearest centre.
 
 The paper scores a row by log N(e; μ, Σ), one Gaussian fitted to the calibration rows' error vectors.
-Here there is one Gaussian for each of up to `error-centres` error vectors of training rows (a random
-sample of the fitting and calibration rows, taken by training: pooled.sample_centres), all with the
+With centres there is one Gaussian for each of up to `error-centres` error vectors of training rows (a
+random sample of the fitting and calibration rows, drawn by parallel/pooled.sample_centres), all with the
 calibration covariance Σ, and a row's log-likelihood is that of the Gaussian centred on the nearest of
 those vectors in Σ's metric (the largest term of their mixture):
 
-    score(e) = max_j log N(e; c_j, Σ) = best - min_j D(e, c_j)^2 / 2
+    max_j log N(e; c_j, Σ) = best - min_j D(e, c_j)^2 / 2
 
 Why: the rows a per-row Gaussian ranks lowest are mostly normal rows that are hard to predict (a beat a
 little early on a steep edge, a burst of noise), and normal data holds more of them: their error vectors
 lie near error vectors of training rows, so they score as the normal rows they are, while an anomaly's
 error vector is far from every one. On the 40 ucr-dev series, through `train`, UCR accuracy rose from
 0.692 to 0.733 on the seeds where this was chosen (0-2), and reached 0.775 and 0.750 on two seeds never
-looked at while choosing (docs/benchmarks.md, "Error centres"). The price is scoring speed (a search among
-the centres for every row: about 20x slower than the one Gaussian on one column).
+looked at while choosing (docs/benchmarks.md, "Error centres"). The price is scoring speed: a search among
+the centres for every row (docs/benchmarks.md, "Inference speed").
 
-Without centres (`error-centres` 0, or an artifact from before them) the one centre is μ: the paper's model.
+Without centres (`error-centres` 0, or an artifact from before them) the one centre is μ: the paper's model
+(error_model.py chooses).
 
 Missing entries: a row with gaps is completed by the conditional mean of its missing entries given the others
 under N(μ, Σ) (the most likely values: one small factorisation per pattern of missing entries), its nearest
-centre is that of the completed row, and its score is the marginal log-likelihood of the entries it has under
-the Gaussian at that centre (gaussian.py). The exact best marginal would need the centres re-whitened for each
-pattern (10,000 x k^2 operations, for every row with its own gaps); this costs one search, as for a complete
-row. (Attribution stays with the one Gaussian N(μ, Σ), predictor.py: it named the culprit columns better.)
+centre is that of the completed row, and its log-likelihood is the marginal log-likelihood of the entries it has
+under the Gaussian at that centre (gaussian.py). The best marginal over all centres would need the centres
+re-whitened for each pattern (10,000 x k^2 operations, for every row with its own gaps); this costs one search,
+as for a complete row.
 
 The nearest centre is found exactly: with a k-d tree (scipy) for error vectors of up to KD_TREE_DIMENSIONS
 entries, where it is fastest, and by matrix products over blocks of rows beyond, where a tree prunes
@@ -40,36 +41,30 @@ import torch
 from scipy.linalg import solve_triangular
 from scipy.spatial import cKDTree
 
+from .blocks import row_blocks
 from .gaussian import Gaussian
 
 KD_TREE_DIMENSIONS = 32
-ROWS_PER_BLOCK = 1 << 14  # rows scored at once: a long request's temporaries stay a few MB
 MATRIX_ROWS = 256  # rows searched at once by matrix products: a (rows x centres) block of distances, 10 MB
 
 
 @dataclass(frozen=True)
-class NearestGaussian:
-    gaussian: Gaussian  # N(μ, Σ) of the calibration rows: Σ is every centre's covariance and the metric
-    centres: np.ndarray | None = None  # (n, k) error vectors of training rows; None: the one centre μ
+class NearestCentres:
+    """Gaussians of covariance Σ at the centres; the search for each row's nearest one."""
 
-    @property
-    def has_centres(self) -> bool:
-        return self.centres is not None and len(self.centres) > 0
+    gaussian: Gaussian  # N(μ, Σ) of the calibration rows: Σ is every centre's covariance and the metric
+    centres: np.ndarray  # (n, k), n >= 1: error vectors of training rows (float32, as stored)
 
     def log_likelihood(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """max_j log N(e; c_j, Σ) per row of `errors` (n, k); marginal over observed entries for rows with
         gaps; NaN for a row with none. `exclude` (n,): per row, a centre it may not use (its own error vector,
         when a calibration row is scored; -1 for none)."""
         errors = np.asarray(errors)
-        if not self.has_centres:
-            return self.gaussian.log_likelihood(errors)
         return np.concatenate([self.gaussian.log_likelihood(self.shifted(errors[block], _part(exclude, block)))
-                               for block in _blocks(len(errors))] or [np.empty(0)])
+                               for block in row_blocks(len(errors))] or [np.empty(0)])
 
     def shifted(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """e - c* + μ per row: the Gaussian at μ scores it exactly as N(e; c*, Σ) scores e."""
-        if not self.has_centres:
-            return np.asarray(errors)
         errors = np.asarray(errors, dtype=np.float64)
         nearest = self.nearest(errors, exclude)
         shift = np.where((nearest >= 0)[:, None], self.gaussian.mean - self._centres[np.maximum(nearest, 0)], np.nan)
@@ -83,7 +78,7 @@ class NearestGaussian:
         scorable = np.flatnonzero(np.isfinite(completed).all(axis=1))
         if not len(scorable):
             return result
-        queries = solve_triangular(self._cholesky, (completed[scorable] - self.gaussian.mean).T, lower=True,
+        queries = solve_triangular(self.gaussian.cholesky, (completed[scorable] - self.gaussian.mean).T, lower=True,
                                    check_finite=False).T  # whitened
         own = None if exclude is None else exclude[scorable]
         if self.gaussian.dim <= KD_TREE_DIMENSIONS:
@@ -93,18 +88,13 @@ class NearestGaussian:
         return result
 
     @cached_property
-    def _cholesky(self) -> np.ndarray:
-        return np.linalg.cholesky(self.gaussian.cov)
-
-    @cached_property
     def _centres(self) -> np.ndarray:
         """The centres in float64, converted once (they are stored as the float32 error vectors they were)."""
-        assert self.centres is not None
         return np.asarray(self.centres, dtype=np.float64)
 
     @cached_property
     def _whitened_centres(self) -> np.ndarray:
-        return solve_triangular(self._cholesky, (self._centres - self.gaussian.mean).T, lower=True,
+        return solve_triangular(self.gaussian.cholesky, (self._centres - self.gaussian.mean).T, lower=True,
                                 check_finite=False).T
 
     @cached_property
@@ -120,10 +110,6 @@ class NearestGaussian:
             return np.asarray(index, dtype=np.int64)
         _, index = self._tree.query(queries, k=2, workers=workers)
         return np.where(index[:, 0] == exclude, index[:, 1], index[:, 0]).astype(np.int64)
-
-
-def _blocks(rows: int) -> list[slice]:
-    return [slice(start, start + ROWS_PER_BLOCK) for start in range(0, rows, ROWS_PER_BLOCK)]
 
 
 def _part(exclude: np.ndarray | None, block: slice) -> np.ndarray | None:

@@ -1,5 +1,5 @@
-"""The error model of nearest centres (nearest.py) and the draw of its centres (pooled.sample_centres), against
-brute-force loops and scipy.stats."""
+"""The nearest-centre search and log-likelihood (scoring/centres.py), the error model without centres, and the
+draw of the centres (parallel/pooled.sample_centres), against brute-force loops and scipy.stats."""
 
 from __future__ import annotations
 
@@ -8,17 +8,19 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from conftest import slow_nearest
-from lstm_ad.distributed import Collective
-from lstm_ad.gaussian import Gaussian
-from lstm_ad.nearest import KD_TREE_DIMENSIONS, MATRIX_ROWS, ROWS_PER_BLOCK, NearestGaussian
-from lstm_ad.pooled import sample_centres
+from lstm_ad.parallel.collectives import Collective
+from lstm_ad.parallel.pooled import sample_centres
+from lstm_ad.scoring.blocks import ROWS_PER_BLOCK
+from lstm_ad.scoring.centres import KD_TREE_DIMENSIONS, MATRIX_ROWS, NearestCentres
+from lstm_ad.scoring.error_model import ErrorModel
+from lstm_ad.scoring.gaussian import Gaussian
 
 
-def random_model(k: int, centres: int, seed: int = 0) -> NearestGaussian:
+def random_model(k: int, centres: int, seed: int = 0) -> NearestCentres:
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(k, k))
     gaussian = Gaussian(mean=rng.normal(size=k) * 0.1, cov=a @ a.T / k + 0.5 * np.eye(k))
-    return NearestGaussian(gaussian, rng.standard_t(3, size=(centres, k)).astype(np.float32))
+    return NearestCentres(gaussian, rng.standard_t(3, size=(centres, k)).astype(np.float32))
 
 
 @pytest.mark.parametrize("k", [3, KD_TREE_DIMENSIONS + 8], ids=["k-d tree", "matrix products"])
@@ -54,8 +56,8 @@ def test_without_centres_it_is_the_paper_gaussian() -> None:
     gaussian = random_model(5, centres=1).gaussian
     errors = np.random.default_rng(3).normal(size=(30, 5))
     errors[4, 2] = np.nan
-    for model in (NearestGaussian(gaussian), NearestGaussian(gaussian, np.empty((0, 5), dtype=np.float32))):
-        np.testing.assert_array_equal(model.log_likelihood(errors), gaussian.log_likelihood(errors))
+    for model in (ErrorModel(gaussian), ErrorModel(gaussian, np.empty((0, 5), dtype=np.float32))):
+        np.testing.assert_array_equal(model.score(errors), gaussian.log_likelihood(errors))
 
 
 @pytest.mark.parametrize("k", [6, KD_TREE_DIMENSIONS + 4], ids=["k-d tree", "matrix products"])

@@ -1,5 +1,5 @@
-"""The score of a row: its own log-likelihood, or the mean log-likelihood of the window of
-`score-window` rows around it when that mean is the more unusual of the two.
+"""The score window: a row's score is its own log-likelihood (centres.py), or the mean log-likelihood of the
+window of `score-window` rows around it when that mean is the more unusual of the two.
 
 Why: a per-row log-likelihood is dominated by single hard-to-predict normal rows, while an anomaly
 that lasts a few dozen rows, each a little off, never scores below them; the mean over a short
@@ -16,12 +16,12 @@ their 0.001 quantile (the lower tail, where anomalies lie). With z = (value - ce
 
 so the score is in the row's log-likelihood units, and on every row whose own term is the lower it
 IS the row's log-likelihood. The window is centred: rows t - (w - 1) // 2 .. t + w // 2 of the same
-request (12 before and 12 after for w = 25), so that the lowest scores sit on an anomaly rather than
-after it (a trailing window found as many UCR anomalies, but its lowest scores trailed them by up to
-w - 1 rows). Rows without a score (warm-up, every value missing) are left out of the windows and
-stay empty. Near either end of a request a window holds fewer rows, n < w, and its mean varies more:
-its spread is widened by sqrt(w / n), as for a mean of n independent rows, so that the ends of a
-request do not alarm more than its middle.
+request (12 before and 12 after for w = 25; for an even w, one more after than before), so that the
+lowest scores sit on an anomaly rather than after it (a trailing window found as many UCR anomalies,
+but its lowest scores trailed them by up to w - 1 rows). Rows without a score (warm-up, every value
+missing) are left out of the windows and stay empty. Near either end of a request a window holds
+fewer rows, n < w, and its mean varies more: its spread is widened by sqrt(w / n), as for a mean of
+n independent rows, so that the ends of a request do not alarm more than its middle.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .blocks import row_blocks
+
 TAIL_QUANTILE = 0.001  # the spread reaches from the median down to this quantile of the calibration values
-ROWS_PER_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Scale:
 
 
 @dataclass(frozen=True)
-class WindowedScore:
+class ScoreWindow:
     """`window` rows, and the scales of the row's log-likelihood and of the window's mean (see above).
 
     A window of 1 row, or a spread that is not positive (calibration values all alike), leaves the
@@ -72,7 +73,7 @@ class WindowedScore:
     mean: Scale
 
     @classmethod
-    def fit(cls, window: int, row_scores: np.ndarray, means: np.ndarray, counts: np.ndarray) -> WindowedScore:
+    def fit(cls, window: int, row_scores: np.ndarray, means: np.ndarray, counts: np.ndarray) -> ScoreWindow:
         """From the calibration rows' log-likelihoods and their window means and counts (`window_means` of
         each calibration part: windows never straddle two parts, as they never straddle two requests)."""
         return cls(window, Scale.of(row_scores), Scale.of(means, np.sqrt(counts / window)))
@@ -98,7 +99,7 @@ class WindowedScore:
         return {"window": self.window, "row": self.row.to_json(), "mean": self.mean.to_json()}
 
     @classmethod
-    def from_json(cls, data: dict) -> WindowedScore:
+    def from_json(cls, data: dict) -> ScoreWindow:
         return cls(int(data["window"]), Scale.from_json(data["row"]), Scale.from_json(data["mean"]))
 
 
@@ -119,8 +120,7 @@ def window_means(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     windows = _windows(np.where(finite, values, 0.0), window)
     counts = _windows(finite.astype(np.float64), window)
     means, n = np.full(len(values), np.nan), np.zeros(len(values))
-    for start in range(0, len(values), ROWS_PER_BLOCK):  # bounded temporaries for long requests
-        block = slice(start, start + ROWS_PER_BLOCK)
+    for block in row_blocks(len(values)):  # bounded temporaries for long requests
         n[block] = counts[block].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             means[block] = np.where(n[block] > 0, windows[block].sum(axis=1) / n[block], np.nan)

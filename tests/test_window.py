@@ -1,4 +1,4 @@
-"""The score window (lstm_ad/windowed.py) against slow, obviously-correct references."""
+"""The score window (lstm_ad/scoring/window.py) against slow, obviously-correct references."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lstm_ad.windowed import Scale, WindowedScore, window_means
+from lstm_ad.scoring.window import Scale, ScoreWindow, window_means
 
 
 def slow_window_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -24,7 +24,7 @@ def slow_window_count(values: np.ndarray, window: int) -> list[int]:
             for t in range(len(values))]
 
 
-def slow_score(scorer: WindowedScore, values: np.ndarray) -> np.ndarray:
+def slow_score(scorer: ScoreWindow, values: np.ndarray) -> np.ndarray:
     out = []
     means = slow_window_mean(values, scorer.window)
     counts = slow_window_count(values, scorer.window)
@@ -64,7 +64,7 @@ def test_the_score_is_the_more_unusual_of_the_row_and_its_window_on_the_row_scal
     calibration = [rng.normal(-10, 2, 400), rng.normal(-10, 2, 150)]
     means = np.concatenate([slow_window_mean(part, 25) for part in calibration])
     counts = np.concatenate([slow_window_count(part, 25) for part in calibration])
-    scorer = WindowedScore.fit(25, np.concatenate(calibration), means, counts)
+    scorer = ScoreWindow.fit(25, np.concatenate(calibration), means, counts)
     # The means' spread: deviations from the median, those of partial windows (the parts' ends) shrunk by
     # sqrt(count / 25) to what a full window's would be, down to their 0.001 quantile.
     centre = float(np.median(means))
@@ -89,13 +89,13 @@ def test_the_score_is_the_more_unusual_of_the_row_and_its_window_on_the_row_scal
 
 def test_a_window_of_one_or_a_flat_calibration_scores_rows_alone() -> None:
     values = np.array([np.nan, -3.0, -1.0, -50.0, -2.0])
-    alone = WindowedScore(1, Scale(-2.0, 1.0), Scale(-2.0, 1.0))
-    flat = WindowedScore(25, Scale(-2.0, 0.0), Scale(-2.0, 1.0))
+    alone = ScoreWindow(1, Scale(-2.0, 1.0), Scale(-2.0, 1.0))
+    flat = ScoreWindow(25, Scale(-2.0, 0.0), Scale(-2.0, 1.0))
     for scorer in (alone, flat):
         assert not scorer.active
         np.testing.assert_array_equal(scorer(values), values)
 
 
 def test_the_scales_round_trip_through_json() -> None:
-    scorer = WindowedScore(25, Scale(-11.25, 3.5), Scale(-11.0, 1.25))
-    assert WindowedScore.from_json(json.loads(json.dumps(scorer.to_json()))) == scorer
+    scorer = ScoreWindow(25, Scale(-11.25, 3.5), Scale(-11.0, 1.25))
+    assert ScoreWindow.from_json(json.loads(json.dumps(scorer.to_json()))) == scorer

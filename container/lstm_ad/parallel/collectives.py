@@ -9,8 +9,8 @@ A channel's files are either on every host (SageMaker's FullyReplicated) or spli
 channel, the ranks of one host for a sharded one. Work on whole files (scoring, statistics) is dealt
 round-robin inside a share, so that every file is counted once when the ranks' sums are added up.
 
-`Collective` is the interface training uses; `Alone` is the one-process job (every collective is the
-identity, so one process computes exactly what it computed before distributed training existed) and
+`Collective` is the interface training uses, and itself the one-process job (every collective is the
+identity, so one process computes exactly what it computed before distributed training existed);
 `ProcessGroup` is torch.distributed (gloo on CPU, NCCL on GPU). Every collective either returns within
 the process group's timeout or raises `ClusterError`: a peer that died, or cannot be reached, ends the
 job with a reason, never a hang.
@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .errors import ClusterError
+from ..errors import ClusterError
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class Collective:
         """The network as the gradient step sees it (DistributedDataParallel in a job of several ranks)."""
         return network
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate; in a job of several ranks the gradients are averaged over them on the way."""
+        loss.backward()
+
     def leave(self) -> None:
         """End this process's part in the job (after success)."""
 
@@ -185,7 +189,7 @@ class ProcessGroup(Collective):
         return DistributedDataParallel(network, device_ids=device_ids)
 
     def backward(self, loss: torch.Tensor) -> None:
-        """loss.backward(), whose gradient all-reduce (DDP's) may find a peer gone."""
+        """loss.backward(), whose gradient all-reduce (DDP's) may find a peer gone: ClusterError."""
         self._collective(torch.Tensor.backward, loss)
 
     def leave(self) -> None:
@@ -206,14 +210,6 @@ class ProcessGroup(Collective):
                 f"Rank {self.rank.rank} lost contact with another rank of the training job: {_first_line(exc)}. "
                 "Another host failed, was stopped or cannot be reached (its log and failure file say why); "
                 f"the process group's timeout is {self.rendezvous.timeout_s:g} s.") from exc
-
-
-def backward(collective: Collective, loss: torch.Tensor) -> None:
-    """Backpropagate; in a job of several ranks the gradients are averaged over them on the way."""
-    if isinstance(collective, ProcessGroup):
-        collective.backward(loss)
-    else:
-        loss.backward()
 
 
 def _first_line(exc: BaseException) -> str:

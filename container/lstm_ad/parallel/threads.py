@@ -1,18 +1,19 @@
-"""Data-parallel gradients on CPU: one network replica per core, one shard of the mini-batch each.
+"""Data-parallel gradients on CPU threads: one network replica per core, one piece of the mini-batch each.
 
 PyTorch's CPU LSTM kernels use several cores poorly at LSTM-AD's sizes: one step of a
 32-unit layer on a batch of 128 is a tiny matrix product, and splitting it over two
 threads is slower than running it on one. Two single-threaded replicas that each take
 half of the mini-batch do run side by side, so on CPU the mini-batch is cut into one
-shard per core and the shards' gradients are summed into the network.
+piece per core and the pieces' gradients are summed into the network.
 
-Each shard's loss is weighted by its share of the mini-batch, so the summed gradient
+Each piece's loss is weighted by its part of the mini-batch, so the summed gradient
 is the gradient of the whole mini-batch's mean loss: the optimiser takes the same step
-as without sharding, up to float rounding (which depends on the number of shards, so
-results are reproducible for a given seed and shard count).
+as with one replica, up to float rounding (which depends on the number of replicas, so
+results are reproducible for a given seed and replica count).
 
 This serves a job of one process on CPU (measured faster than DDP between local processes on the same
-cores: docs/benchmarks.md); a job of several ranks uses DistributedDataParallel (data_parallel.py).
+cores: docs/benchmarks.md, "Distributed training"); a job of several ranks uses DistributedDataParallel
+(ranks.py). ("Shard" is kept for what SageMaker calls a channel split between hosts: ShardedByS3Key.)
 """
 
 from __future__ import annotations
@@ -28,23 +29,23 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-MIN_SHARD_WINDOWS = 16  # below this a shard's matrix products are too small to be worth a core
+MIN_PIECE_WINDOWS = 16  # below this a piece's matrix products are too small to be worth a core
 
 # (network, windows) -> (mean squared error to minimise, mean absolute error to report)
 LossFunction = Callable[[nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def shard_count(device: torch.device, batch_size: int, dropout: float, cores: int | None = None) -> int:
-    """How many shards to cut each mini-batch into: 1 on GPU, else about one per core.
+def replica_count(device: torch.device, batch_size: int, dropout: float, cores: int | None = None) -> int:
+    """How many replicas (threads, pieces of each mini-batch) to use: 1 on GPU, else about one per core.
 
     Dropout draws its masks from torch's one global random stream; replicas drawing from it
-    side by side would do so in a different order on every run, so dropout keeps one shard
+    side by side would do so in a different order on every run, so dropout keeps one replica
     and training stays reproducible for a given seed.
     """
     if device.type != "cpu" or dropout > 0:
         return 1
     cores = cores if cores is not None else torch.get_num_threads()
-    return max(1, min(cores, batch_size // MIN_SHARD_WINDOWS))
+    return max(1, min(cores, batch_size // MIN_PIECE_WINDOWS))
 
 
 @contextmanager
@@ -59,23 +60,23 @@ def single_threaded_kernels(active: bool) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class ShardedGradient:
-    """Computes a mini-batch's loss and gradient in `shards` pieces, one replica per thread.
+class ThreadReplicas:
+    """Computes a mini-batch's loss and gradient in `replicas` pieces, one network replica per thread.
 
     Use as a context manager (it owns a thread pool). Replica 0 is the network itself and
     runs on the calling thread; the others are copies refreshed from it before every batch.
     """
 
-    def __init__(self, network: nn.Module, shards: int):
-        if shards < 1:
-            raise ValueError(f"shards must be at least 1, got {shards}")
+    def __init__(self, network: nn.Module, replicas: int):
+        if replicas < 1:
+            raise ValueError(f"replicas must be at least 1, got {replicas}")
         self.network = network
-        self.replicas = [network] + [copy.deepcopy(network) for _ in range(shards - 1)]
-        self._pool = (ThreadPoolExecutor(shards - 1, thread_name_prefix="lstm-ad-shard",
+        self.replicas = [network] + [copy.deepcopy(network) for _ in range(replicas - 1)]
+        self._pool = (ThreadPoolExecutor(replicas - 1, thread_name_prefix="lstm-ad-replica",
                                          initializer=torch.set_num_threads, initargs=(1,))
-                      if shards > 1 else None)
+                      if replicas > 1 else None)
 
-    def __enter__(self) -> ShardedGradient:
+    def __enter__(self) -> ThreadReplicas:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,11 +86,11 @@ class ShardedGradient:
     def __call__(self, loss: LossFunction, windows: torch.Tensor) -> tuple[float, float]:
         """Set the network's .grad to the gradient of the mean loss over `windows`.
 
-        Returns the mini-batch's mean (mse, mae).
+        Returns the mini-batch's mean squared and mean absolute error.
         """
-        if self._pool is None:  # one shard
-            mse, mae = self._backward(self.network, windows, loss, len(windows))
-            return mse / len(windows), mae / len(windows)
+        if self._pool is None:  # one replica
+            squared, absolute = self._backward(self.network, windows, loss, len(windows))
+            return squared / len(windows), absolute / len(windows)
         pieces = [p for p in windows.tensor_split(len(self.replicas)) if len(p)]
         replicas = self.replicas[:len(pieces)]
         self._refresh(replicas[1:])
@@ -102,7 +103,8 @@ class ShardedGradient:
     @staticmethod
     def _backward(replica: nn.Module, piece: torch.Tensor, loss: LossFunction, batch: int
                   ) -> tuple[float, float]:
-        """Gradient of this shard's share of the mini-batch loss; returns its (mse, mae) times its size."""
+        """Gradient of this piece's part of the mini-batch loss; returns its windows' sums of their mean
+        squared and mean absolute errors (the means times the piece's windows)."""
         for parameter in replica.parameters():
             parameter.grad = None
         mse, mae = loss(replica, piece)

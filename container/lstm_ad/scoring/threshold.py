@@ -1,10 +1,10 @@
-"""The alarm threshold: a rule on the calibration part's scores, stored with the model.
+"""The alarm threshold: a rule on the calibration rows' scores, stored with the model.
 
 Rule: with q = `alarm-fraction`, the threshold is the empirical q-quantile of the
-calibration rows' log-likelihoods, taken as an observed score (numpy's "lower" method:
-the (floor(q (n - 1)) + 1)-th smallest of n scores). A row alarms when its score is
-strictly below the threshold, so at most floor(q (n - 1)) <= q n calibration rows alarm:
-q is the false-alarm rate the threshold allows on data like the calibration part.
+calibration rows' scores (scored as a request's rows are: error_model.py), taken as an
+observed score (numpy's "lower" method: the (floor(q (n - 1)) + 1)-th smallest of n scores).
+A row alarms when its score is strictly below the threshold, so at most floor(q (n - 1)) <= q n
+calibration rows alarm: q is the false-alarm rate the threshold allows on data like the calibration part.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The error model: a multivariate Gaussian fitted by maximum likelihood.
+"""N(μ, Σ): the multivariate Gaussian of the error model (error_model.py), fitted by maximum likelihood.
 
 Public methods validate, private ones compute. The covariance is regularised with a
 small ridge so that it is always positive definite, even when an error component is
@@ -8,16 +8,16 @@ Attribution. The log-likelihood of a vector e is
 
     log N(e; mean, cov) = best - D(e)^2 / 2,   D(e)^2 = (e - mean)^T cov^-1 (e - mean),
 
-where best = log N(mean; mean, cov) is the highest score there is. D^2 is a sum over the
+where best = log N(mean; mean, cov) is the highest log-likelihood there is. D^2 is a sum over the
 entries of e: D^2 = sum_i (e - mean)_i [cov^-1 (e - mean)]_i. `contributions` returns these
-terms, so that they sum exactly to D^2 = 2 (best - score); a term is negative when an entry's
+terms, so that they sum exactly to D^2 = 2 (best - log N(e; mean, cov)); a term is negative when an entry's
 error goes against what the correlations predict from the others (it makes the vector less
 surprising). With a diagonal covariance the terms are the squared standardised errors.
 
 Missing entries (NaN). A vector with some entries missing is scored by the exact marginal
 of the Gaussian over the entries it has: N(e_o; mean_o, cov_oo) (no imputation); its
 contributions are those of that marginal (NaN for the missing entries), and they sum to
-2 (best_o - score) with best_o the marginal's highest score. A vector with no entry scores NaN.
+2 (best_o - its log-likelihood) with best_o the marginal's highest. A vector with no entry scores NaN.
 Rows are grouped by their pattern of missing entries, one small factorisation per pattern (_gappy).
 """
 
@@ -31,10 +31,11 @@ from functools import cached_property
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 
+from .blocks import row_blocks
+
 logger = logging.getLogger(__name__)
 
 RIDGE = 1e-6  # relative to the mean variance; plus an absolute floor below
-ROWS_PER_BLOCK = 1 << 14  # rows scored at once by log_likelihood
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Gaussian:
     @classmethod
     def from_scatter(cls, mean: np.ndarray, scatter: np.ndarray, n: int) -> Gaussian:
         """The fit from its sufficient statistics: the mean and the scatter sum_i (e_i - mean)(e_i - mean)^T
-        of n vectors (added up over the ranks of a distributed job, see pooled.py)."""
+        of n vectors (added up over the ranks of a distributed job: parallel/pooled.py)."""
         cov = scatter / n  # MLE: divide by n, not n - 1
         k = cov.shape[0]
         ridge = RIDGE * max(float(np.trace(cov)) / k, 1e-12)
@@ -89,12 +90,29 @@ class Gaussian:
             raise ValueError(f"expected error vectors of shape (n, {self.dim}), got {errors.shape}")
         return errors
 
+    # The factorisations of cov, each computed once per model (not per call). Complete rows' log-likelihoods and
+    # the centres' metric use numpy's factor, the solves (marginals, attribution terms) scipy's: the two LAPACK
+    # builds can differ in the last bit, and each path keeps the one it was calibrated and tested with.
+
+    @cached_property
+    def cholesky(self) -> np.ndarray:
+        """The lower Cholesky factor L of cov (L L^T = cov), numpy's."""
+        return np.linalg.cholesky(self.cov)
+
+    @cached_property
+    def _factor(self) -> tuple[np.ndarray, bool]:
+        """scipy's (cho_factor) lower Cholesky factor of cov, for cho_solve."""
+        return cho_factor(self.cov, lower=True, check_finite=False)
+
+    @cached_property
+    def _log_det(self) -> float:
+        return 2.0 * float(np.log(np.diag(self.cholesky)).sum())
+
     @cached_property
     def _precision(self) -> tuple[np.ndarray, float]:
-        """(cov^-1, log det cov), for the marginals of rows with missing entries."""
-        factor = cho_factor(self.cov, lower=True, check_finite=False)
-        precision = cho_solve(factor, np.eye(self.dim), check_finite=False)
-        return (precision + precision.T) / 2, 2.0 * float(np.log(np.diag(factor[0])).sum())
+        """(cov^-1, log det cov), for the marginals and conditional means of rows with missing entries."""
+        precision = cho_solve(self._factor, np.eye(self.dim), check_finite=False)
+        return (precision + precision.T) / 2, 2.0 * float(np.log(np.diag(self._factor[0])).sum())
 
     def conditional_fill(self, errors: np.ndarray) -> np.ndarray:
         """`errors` (n, k) in float64 with each row's missing entries m replaced by their conditional mean given its
@@ -129,10 +147,10 @@ class Gaussian:
         precision, log_det = self._precision
         result = np.full(len(errors), np.nan)
         shares = np.full(errors.shape, np.nan) if terms else None
-        for start in range(0, len(errors), ROWS_PER_BLOCK):
-            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
-            missing = np.isnan(block)
-            filled = np.where(missing, 0.0, block)
+        for block in row_blocks(len(errors)):
+            centred = errors[block].astype(np.float64) - self.mean
+            missing = np.isnan(centred)
+            filled = np.where(missing, 0.0, centred)
             weighted = filled @ precision  # rows of P x with the missing entries at 0
             patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
             inverse = inverse.ravel()
@@ -152,30 +170,28 @@ class Gaussian:
                     marginal_x = cho_solve(factor, x.T, check_finite=False).T
                     marginal_log_det = 2.0 * float(np.log(np.diag(factor[0])).sum())
                 quadratic = np.einsum("ij,ij->i", x, marginal_x)
-                result[start + rows] = -0.5 * (len(o) * math.log(2.0 * math.pi) + marginal_log_det + quadratic)
+                result[block.start + rows] = -0.5 * (len(o) * math.log(2.0 * math.pi) + marginal_log_det + quadratic)
                 if shares is not None:
-                    shares[np.ix_(start + rows, o)] = x * marginal_x
+                    shares[np.ix_(block.start + rows, o)] = x * marginal_x
         return result, shares
 
     def _log_likelihood(self, errors: np.ndarray) -> np.ndarray:
-        chol = np.linalg.cholesky(self.cov)
-        constant = self.dim * math.log(2.0 * math.pi) + 2.0 * float(np.log(np.diag(chol)).sum())
+        constant = self.dim * math.log(2.0 * math.pi) + self._log_det
         result = np.empty(len(errors))
         # In blocks of rows, in float64: the temporaries of a long request stay a few MB.
-        for start in range(0, len(errors), ROWS_PER_BLOCK):
-            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
-            z = solve_triangular(chol, block.T, lower=True, check_finite=False)  # L^-1 (e - mean): (k, rows)
-            result[start:start + ROWS_PER_BLOCK] = -0.5 * (constant + np.einsum("ij,ij->j", z, z))
+        for block in row_blocks(len(errors)):
+            centred = errors[block].astype(np.float64) - self.mean
+            z = solve_triangular(self.cholesky, centred.T, lower=True, check_finite=False)  # L^-1 (e - mean): (k, rows)
+            result[block] = -0.5 * (constant + np.einsum("ij,ij->j", z, z))
         return result
 
     @property
     def best_log_likelihood(self) -> float:
-        """log N(mean; mean, cov): the highest score there is (score = this - D^2 / 2)."""
-        chol = np.linalg.cholesky(self.cov)
-        return -0.5 * (self.dim * math.log(2.0 * math.pi) + 2.0 * float(np.log(np.diag(chol)).sum()))
+        """log N(mean; mean, cov): the highest log-likelihood there is (log N(e; mean, cov) = this - D^2 / 2)."""
+        return -0.5 * (self.dim * math.log(2.0 * math.pi) + self._log_det)
 
     def contributions(self, errors: np.ndarray) -> np.ndarray:
-        """Each entry's term of the squared Mahalanobis distance (n, k): rows sum to 2 (best - score).
+        """Each entry's term of the squared Mahalanobis distance (n, k): rows sum to 2 (best - log N(e; mean, cov)).
 
         Missing entries (NaN) get NaN, and the others the terms of the marginal over the observed entries.
         """
@@ -188,26 +204,12 @@ class Gaussian:
         result[gappy] = self._gappy(errors[gappy], terms=True)[1]
         return result
 
-    def log_likelihood_and_contributions(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Both at once: rows with missing entries are factorised once for the two."""
-        errors = self._checked(errors)
-        gappy = np.isnan(errors).any(axis=1)
-        scores = np.full(len(errors), np.nan)
-        terms = np.full(errors.shape, np.nan)
-        scores[~gappy] = self._log_likelihood(errors[~gappy])
-        terms[~gappy] = self._contributions(errors[~gappy])
-        if gappy.any():
-            scores[gappy], gappy_terms = self._gappy(errors[gappy], terms=True)
-            terms[gappy] = gappy_terms
-        return scores, terms
-
     def _contributions(self, errors: np.ndarray) -> np.ndarray:
-        factor = cho_factor(self.cov, lower=True, check_finite=False)
         result = np.empty(errors.shape)
-        for start in range(0, len(errors), ROWS_PER_BLOCK):
-            block = errors[start:start + ROWS_PER_BLOCK].astype(np.float64) - self.mean
-            weighted = cho_solve(factor, block.T, check_finite=False).T  # cov^-1 (e - mean), per row
-            result[start:start + ROWS_PER_BLOCK] = block * weighted
+        for block in row_blocks(len(errors)):
+            centred = errors[block].astype(np.float64) - self.mean
+            weighted = cho_solve(self._factor, centred.T, check_finite=False).T  # cov^-1 (e - mean), per row
+            result[block] = centred * weighted
         return result
 
     def to_json(self) -> dict[str, list]:

@@ -6,17 +6,18 @@ from them, so that every rank takes the same decisions (early stopping, divergen
 
 - Scaler: per column, the count and sum of the values present give the mean; then the sum of squared
   deviations from that mean gives the standard deviation (two passes, as numpy's nanstd does).
-- Gaussian: n and sum(e) give the mean; then the scatter sum((e - mean)(e - mean)^T) gives the
-  covariance (Gaussian.from_scatter: the same ridge as a fit in one process).
+- The error model's Gaussian: n and sum(e) give the mean; then the scatter sum((e - mean)(e - mean)^T)
+  gives the covariance (scoring/gaussian.py: Gaussian.from_scatter, the same ridge as a fit in one process).
 - Losses: the sums of squared and absolute errors and the count of entries.
-- Score window and alarm threshold: the calibration scores of every rank are gathered, and the scales
-  (windowed.py) and the rule (threshold.py) are applied to all of them: the exact single-process quantiles.
-- Error centres (nearest.py): each rank draws its share of the sample from its own rows, in proportion to
-  how many it has, and the draws are gathered in rank order (a single process draws from all rows at once).
+- Error centres (scoring/centres.py): each rank draws its share of the sample from its own rows, in proportion
+  to how many it has, and the draws are gathered in rank order (a single process draws from all rows at once).
+- The score window's scales and the alarm threshold: the calibration scores of every rank are gathered
+  (Collective.gather) and the rules applied to all of them (scoring/error_model.py): the exact single-process
+  quantiles.
 
 The results equal those of one process reading all the files up to float rounding (the order of
-the additions differs). A job of one process computes them exactly as before (Scaler.fit, Gaussian.fit,
-np.mean).
+the additions differs). A job of one process computes them as one process always did (Scaler.fit, the
+Gaussian's maximum-likelihood fit, np.mean).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ import warnings
 
 import numpy as np
 
-from .data import Scaler
-from .distributed import Collective, Share
-from .gaussian import Gaussian
-from .windowed import WindowedScore, window_means
+from ..data import Scaler
+from .collectives import Collective, Share
 
 
 def fit_scaler(parts: list[np.ndarray], collective: Collective) -> Scaler:
@@ -68,30 +67,18 @@ def share_count(value: int, collective: Collective, share: Share) -> int:
     return count(value if share.position == 0 else 0, collective)
 
 
-def fit_gaussian(errors: np.ndarray, collective: Collective) -> Gaussian:
-    """The error model fitted to every rank's calibration error vectors (n >= 2 in all, checked by the caller)."""
-    if collective.size == 1:
-        return Gaussian.fit(errors)
+def mean_and_scatter(errors: np.ndarray, collective: Collective) -> tuple[np.ndarray, np.ndarray, int]:
+    """The mean, the scatter sum((e - mean)(e - mean)^T) and the count of every rank's error vectors (n, k)
+    (`errors`: this rank's complete ones, float64): the sufficient statistics of the Gaussian's fit."""
+    if collective.size == 1:  # as Gaussian.fit computes them
+        mean = errors.mean(axis=0)
+        centred = errors - mean
+        return mean, centred.T @ centred, errors.shape[0]
     k = errors.shape[1]
     sums = collective.sum(np.concatenate([[len(errors)], errors.sum(axis=0)]))
     n, mean = int(round(sums[0])), sums[1:] / sums[0]
     centred = errors - mean
-    scatter = collective.sum(centred.T @ centred).reshape(k, k)
-    return Gaussian.from_scatter(mean, scatter, n)
-
-
-def all_scores(scores: np.ndarray, collective: Collective) -> np.ndarray:
-    """Every rank's calibration scores (for the alarm threshold's quantile)."""
-    return collective.gather(scores)
-
-
-def fit_windowed(window: int, row_scores: list[np.ndarray], collective: Collective) -> WindowedScore:
-    """The score window's scales from every rank's calibration parts (`row_scores`: this rank's, one
-    array of row log-likelihoods per part, in time order)."""
-    found = [window_means(part, window) for part in row_scores]
-    rows, means, counts = (np.concatenate(arrays) if found else np.empty(0)
-                           for arrays in (row_scores, [m for m, _ in found], [n for _, n in found]))
-    return WindowedScore.fit(window, *(collective.gather(a) for a in (rows, means, counts)))
+    return mean, collective.sum(centred.T @ centred).reshape(k, k), n
 
 
 def sample_centres(fitting: list[np.ndarray], calibration: list[np.ndarray], size: int, seed: int,

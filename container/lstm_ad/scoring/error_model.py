@@ -1,0 +1,202 @@
+"""The error model: how a row's error vector becomes its score. Fitted once by training, saved with the
+artifact, used unchanged by the predictor.
+
+`ErrorModel` holds four parts, each computed by its own module:
+
+  gaussian     N(μ, Σ) of the calibration rows' error vectors (gaussian.py): the paper's model
+  centres      error vectors of training rows; a row's log-likelihood is that of the Gaussian of covariance Σ
+               at its nearest centre (centres.py); without centres, that of N(μ, Σ)
+  window       the score window (window.py): the row's log-likelihood or its window's mean, on the
+               calibration rows' scale
+  threshold    the alarm threshold (threshold.py): the alarm-fraction quantile of the calibration rows' scores
+
+and attribution.py splits a row's distance from μ over the columns. The score of a row is therefore, with the
+defaults, the log-likelihood of its nearest centre's Gaussian, or the mean over its window put on that scale;
+with `error-centres` 0 and `score-window` 1, the paper's log N(e; μ, Σ).
+
+Fit: `ErrorModel.fit(calibration, fitting, hp, dimension, collective)` (public: validates, then `_fit`
+computes). The calibration rows are scored exactly as a request's rows are (`_score`), each without its own
+error vector among the centres, as a new row would be. In a job of several ranks every rank passes its own
+parts and gets the same model (parallel/pooled.py). Artifact: `to_json()` gives model.json's entries,
+`save_centres` writes centres.npz; `from_json` reads both back (format 2 artifacts have neither centres nor,
+before them, the score window or threshold: those parts are None and the rows score as they did).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ArtifactError
+from ..forecast import complete_rows
+from ..hyperparameters import Hyperparameters
+from ..parallel import pooled
+from ..parallel.collectives import Collective
+from ..tensor_files import load_tensors, save_tensors
+from .attribution import column_shares
+from .centres import NearestCentres
+from .gaussian import Gaussian
+from .threshold import alarm_threshold, alarms
+from .window import ScoreWindow, window_means
+
+logger = logging.getLogger(__name__)
+
+CENTRES_FILE = "centres.npz"
+
+
+@dataclass(frozen=True)
+class ErrorModel:
+    gaussian: Gaussian  # N(μ, Σ) of the calibration rows' complete error vectors
+    centres: np.ndarray | None = None  # (n, k) float32 error vectors of training rows; None: the one centre μ
+    window: ScoreWindow | None = None  # None: an artifact from before the score window; rows scored alone
+    alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
+
+    @property
+    def dimension(self) -> int:
+        """k = prediction-length x columns: the length of an error vector."""
+        return self.gaussian.dim
+
+    # -- fit ------------------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, calibration: list[np.ndarray], fitting: list[np.ndarray], hp: Hyperparameters, dimension: int,
+            collective: Collective | None = None) -> ErrorModel:
+        """Fit to this rank's error vectors (NaN where a value is missing), one array (rows, `dimension`) per
+        part in time order: the calibration parts' (the Gaussian, the score window's scales, the threshold)
+        and the fitting parts' (centres are drawn from both). Needs at least 2 complete calibration vectors
+        over all ranks. `hp` gives error-centres, seed, score-window and alarm-fraction."""
+        for part in calibration + fitting:
+            if part.ndim != 2 or part.shape[1] != dimension:
+                raise ValueError(f"expected error vectors of shape (rows, {dimension}), got {part.shape}")
+        return cls._fit(calibration, fitting, hp, dimension, collective or Collective())
+
+    @classmethod
+    def _fit(cls, calibration: list[np.ndarray], fitting: list[np.ndarray], hp: Hyperparameters, dimension: int,
+             collective: Collective) -> ErrorModel:
+        mean, scatter, n = pooled.mean_and_scatter(complete_rows(calibration, dimension), collective)
+        if n < 2:
+            raise ValueError(f"need at least 2 complete calibration error vectors, got {n}")
+        centres, own = pooled.sample_centres(fitting, calibration, hp.error_centres, hp.seed, collective)
+        rows_alone = cls(Gaussian.from_scatter(mean, scatter, n), centres)
+        # A calibration row is scored without its own vector among the centres: as a new row would be.
+        row_scores = [rows_alone._row_scores(errors, None if own is None else own[index])
+                      for index, errors in enumerate(calibration)]
+        window = _fit_window(hp.score_window, row_scores, collective)
+        if hp.score_window > 1 and not window.active:
+            logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
+                           "score window of %d rows.", hp.score_window)
+        scores = collective.gather(np.concatenate([window(part) for part in row_scores]) if row_scores
+                                   else np.empty(0))
+        threshold = alarm_threshold(scores, hp.alarm_fraction)
+        logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
+                    "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
+                    threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
+        return dataclasses.replace(rows_alone, window=window, alarm_threshold=threshold)
+
+    # -- score ----------------------------------------------------------------------------------
+
+    def score(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """The scores of one request's rows from their error vectors (rows, k), in time order: lower is more
+        anomalous; NaN for a row with no entry. `exclude` (rows,): per row, the index of a centre it may not
+        use (-1 for none), as training scores its calibration rows without their own vectors."""
+        errors = self._checked(errors)
+        if exclude is not None and np.shape(exclude) != (len(errors),):
+            raise ValueError(f"expected one centre index per row ({len(errors)}), got shape {np.shape(exclude)}")
+        return self._score(errors, exclude)
+
+    def alarms(self, scores: np.ndarray) -> np.ndarray:
+        """1.0 where a score is below the stored threshold, else 0.0; NaN where the score is NaN."""
+        if self.alarm_threshold is None:
+            raise ValueError("this error model has no alarm threshold (an artifact from before thresholds)")
+        return alarms(scores, self.alarm_threshold)
+
+    def attribution(self, errors: np.ndarray, columns: int) -> np.ndarray:
+        """(rows, columns): each column's share of the row's squared distance from μ under N(μ, Σ)
+        (attribution.py); NaN for a missing column."""
+        return column_shares(self.gaussian.contributions(self._checked(errors)), columns)
+
+    def _checked(self, errors: np.ndarray) -> np.ndarray:
+        errors = np.asarray(errors)
+        if errors.ndim != 2 or errors.shape[1] != self.dimension:
+            raise ValueError(f"expected error vectors of shape (rows, {self.dimension}), got {errors.shape}")
+        return errors
+
+    def _score(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        row_scores = self._row_scores(errors, exclude)
+        return row_scores if self.window is None else self.window(row_scores)
+
+    def _row_scores(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Each row's own log-likelihood: at its nearest centre (`exclude`: per row, a centre it may not use,
+        -1 for none), or under N(μ, Σ) without centres."""
+        if self._nearest is None:
+            return self.gaussian.log_likelihood(errors)
+        return self._nearest.log_likelihood(errors, exclude)
+
+    @cached_property
+    def _nearest(self) -> NearestCentres | None:
+        if self.centres is None or not len(self.centres):
+            return None
+        return NearestCentres(self.gaussian, self.centres)
+
+    # -- artifact -------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """model.json's entries of the error model (the centres themselves go to CENTRES_FILE: save_centres)."""
+        return {
+            "gaussian": self.gaussian.to_json(),
+            "alarm_threshold": self.alarm_threshold,
+            "score_window": None if self.window is None else self.window.to_json(),
+            "centres": None if self.centres is None else {"file": CENTRES_FILE, "count": len(self.centres)},
+        }
+
+    def save_centres(self, folder: Path) -> list[str]:
+        """Write CENTRES_FILE into `folder` when there are centres; the names of the files written."""
+        if self.centres is None:
+            return []
+        save_tensors(folder / CENTRES_FILE, {"centres": torch.from_numpy(self.centres.astype(np.float32))})
+        return [CENTRES_FILE]
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any], folder: Path, dimension: int) -> ErrorModel:
+        """The error model of the artifact in `folder` whose model.json holds `meta`; error vectors of `dimension`
+        entries. ArtifactError for centres that do not match what model.json announces."""
+        threshold = meta.get("alarm_threshold")
+        return cls(
+            gaussian=Gaussian.from_json(meta["gaussian"]),
+            centres=_load_centres(folder, meta.get("centres"), dimension),
+            window=None if meta.get("score_window") is None else ScoreWindow.from_json(meta["score_window"]),
+            alarm_threshold=None if threshold is None else float(threshold),
+        )
+
+
+def _fit_window(window: int, row_scores: list[np.ndarray], collective: Collective) -> ScoreWindow:
+    """The score window's scales from every rank's calibration parts (`row_scores`: this rank's, one array of
+    row log-likelihoods per part, in time order: windows never straddle two parts, as they never straddle two
+    requests)."""
+    found = [window_means(part, window) for part in row_scores]
+    rows, means, counts = (np.concatenate(arrays) if found else np.empty(0)
+                           for arrays in (row_scores, [m for m, _ in found], [n for _, n in found]))
+    return ScoreWindow.fit(window, *(collective.gather(a) for a in (rows, means, counts)))
+
+
+def _load_centres(folder: Path, entry: dict[str, Any] | None, dimension: int) -> np.ndarray | None:
+    """The centres that model.json announces (`{"file", "count"}`), checked against it; None when none."""
+    if entry is None:
+        return None
+    if entry.get("file") != CENTRES_FILE:  # never a path taken from the file itself
+        raise ArtifactError(f"{folder}: model.json names the centres file {entry.get('file')!r}, expected "
+                            f"{CENTRES_FILE}: the model is damaged; use the artifact training wrote, or retrain.")
+    tensors, _ = load_tensors(folder / CENTRES_FILE)
+    centres = tensors["centres"].numpy().astype(np.float32)
+    expected = (int(entry["count"]), dimension)
+    if centres.shape != expected or not np.isfinite(centres).all():
+        raise ArtifactError(f"{folder / CENTRES_FILE}: centres of shape {centres.shape} (expected {expected}, "
+                            "all finite): the model is damaged; use the artifact training wrote, or retrain.")
+    return centres
