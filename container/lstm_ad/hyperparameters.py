@@ -82,8 +82,8 @@ class Hyperparameters:
     prediction_length: int = _declare(
         10, 1, 1_000,
         "Rows ahead the LSTM predicts at every step (l). Each row's error vector holds the l "
-        "predictions made for it; must not exceed context-length. The default 10 found the most "
-        "UCR anomalies in scripts/bench_quality.py.")
+        "predictions made for it; must not exceed context-length. The default 10 found the most anomalies "
+        "among the values tried on the UCR anomaly archive series it was chosen on.")
     sequence_stride: int = _declare(10, 1, 100_000, "Rows between the starts of consecutive training subsequences.")
     num_layers: int = _declare(2, 1, 10, "Number of stacked LSTM layers.")
     hidden_size: int = _declare(32, 1, 4_096, "Hidden units per LSTM layer.")
@@ -100,21 +100,24 @@ class Hyperparameters:
         "epoch's weights; 0 trains for all epochs.")
     calibration_fraction: float = _declare(
         0.2, 0.0, 1.0,
-        "Trailing fraction of each training series used to fit the Gaussian error model, never to fit "
-        "the LSTM.", min_exclusive=True, max_exclusive=True)
+        "Trailing fraction of each training series that calibrates the error model (its Gaussian, the score "
+        "window's scales, the alarm threshold) and decides early stopping, never fits the LSTM.",
+        min_exclusive=True, max_exclusive=True)
     error_centres: int = _declare(
         10_000, 0, 1_000_000,
         "Error vectors of training rows (a random sample of the fitting and calibration rows) that the error "
         "model keeps as the centres of its Gaussians, all with the calibration covariance: a row's "
         "log-likelihood is that of the Gaussian centred on the nearest of them. 0: one Gaussian centred on "
-        "the mean error, as in the paper (scores faster). The centres found more UCR anomalies in "
-        "scripts/bench_quality.py. Changes scoring only, not the LSTM.", tunable=False)
+        "the mean error, as in the paper (scores faster). The centres found more anomalies than one Gaussian "
+        "on the UCR anomaly archive series they were chosen on. Changes scoring only, not the LSTM.",
+        tunable=False)
     score_window: int = _declare(
         25, 1, 1_000,
-        "Rows of the window around each row (as many before as after) whose mean log-likelihood is "
-        "scored too: a row's score is the lower of its own log-likelihood and that mean, each measured "
-        "against the calibration rows; 1 scores rows alone. The default 25 found the most UCR anomalies "
-        "in scripts/bench_quality.py. Changes scoring only, not the LSTM.", tunable=False)
+        "Rows of the window centred on each row ((w-1)//2 before it and w//2 after it: 12 and 12 for 25) whose "
+        "mean log-likelihood is scored too: a row's score is the lower of its own log-likelihood and that "
+        "mean, each measured against the calibration rows; 1 scores rows alone. The default 25 found the most "
+        "anomalies among the values tried on the UCR anomaly archive series it was chosen on. Changes scoring "
+        "only, not the LSTM.", tunable=False)
     alarm_fraction: float = _declare(
         0.001, 0.0, 0.5,
         "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "

@@ -24,8 +24,8 @@ DEFAULT_ALGORITHM_NAME = "lstm-ad"
 DESCRIPTION = (
     "LSTM-AD (Malhotra et al., ESANN 2015): unsupervised anomaly detection for multivariate time series. "
     "Train on CSV (one column per variable, one row per time step, no header); batch transform or an "
-    "endpoint returns, per input row, a Gaussian log-likelihood (lower = more anomalous) followed by the "
-    "predicted value of every column."
+    "endpoint returns, per input row, a normality score on the log-likelihood scale of its prediction errors "
+    "(lower = more anomalous) followed by the predicted value of every column."
 )
 
 CONTENT_TYPES = ["text/csv"]
