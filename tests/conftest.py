@@ -1,11 +1,15 @@
 """Shared fixtures: generated series, a fake /opt/ml tree, the real shared data when present,
-and the training job run in-process (`train_job`)."""
+and the training job run in-process (`train_job`). And the fast loop's two rules: a test not marked
+`slow` may not start a process (`pytest -m "not slow"` stays quick), and a slow test gets a longer
+time limit than the others (pyproject.toml's `timeout`)."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,48 @@ from lstm_ad.sagemaker.paths import Paths, write_training_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+SLOW_TIMEOUT_S = 1800  # a test marked slow: the notebook and the distributed jobs take minutes on a busy machine
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))
+
+
+class ProcessInFastTest(Exception):
+    """A test not marked slow started a process."""
+
+
+@contextmanager
+def processes_refused(item: pytest.Item) -> Iterator[None]:
+    """While a test that is not marked slow sets up and runs, starting a process (subprocess: console scripts,
+    gunicorn, Jupyter kernels, Docker) fails it with the rule, so the fast loop stays fast."""
+    if item.get_closest_marker("slow"):
+        yield
+        return
+    start = subprocess.Popen._execute_child  # type: ignore[attr-defined]  # where every Popen starts its child
+
+    def refuse(self: subprocess.Popen, args: object, *rest: object, **options: object) -> None:
+        raise ProcessInFastTest(f"{item.nodeid} starts a process ({args!r}): mark it @pytest.mark.slow")
+
+    subprocess.Popen._execute_child = refuse  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = start  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with processes_refused(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with processes_refused(item):
+        yield
 
 
 def shared_data(*parts: str) -> Path:

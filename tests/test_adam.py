@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from lstm_ad.adam import Adam
@@ -64,6 +65,7 @@ def test_state_round_trip_resumes_the_same_trajectory() -> None:
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 def test_training_does_not_import_the_compiler() -> None:
     """torch.optim's optimisers import torch._dynamo (seconds of start-up); a training run must not."""
     code = ("import sys, numpy as np; from lstm_ad.data import Series; from lstm_ad.hyperparameters import "

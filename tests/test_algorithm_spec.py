@@ -72,6 +72,7 @@ def request_dict() -> dict[str, Any]:
     return parsed
 
 
+@pytest.mark.slow
 def test_the_dry_run_command_prints_the_request() -> None:
     result = subprocess.run([sys.executable, "-m", "lstm_ad_local.create_algorithm", *ARGS, "--dry-run"],
                             capture_output=True, text=True, timeout=60, check=True)
@@ -219,6 +220,7 @@ def test_validation_profile_trains_and_transforms_whole_files(request_dict: dict
 # --- the metric regexes against the real `train` output ------------------------------------
 
 
+@pytest.mark.slow
 def test_every_metric_regex_reads_a_number_from_train_output(train_stdout: str) -> None:
     lines = train_stdout.splitlines()
     epochs = int(TINY_HYPERPARAMETERS["epochs"])

@@ -27,6 +27,7 @@ def run_script(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_bench_quality_scores_one_ucr_series_through_the_train_entrypoint(tmp_path: Path) -> None:
     shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
     out = tmp_path / "quality.csv"
@@ -61,6 +62,7 @@ def write_ucr_series(folder: Path, number: str, name: str, rows: int = 1200, tra
     return path
 
 
+@pytest.mark.slow
 def test_bench_quality_runs_on_series_files_of_ones_own_once_per_seed(tmp_path: Path) -> None:
     write_ucr_series(tmp_path / "mine", "001", "sineA")
     write_ucr_series(tmp_path / "mine", "002", "DISTORTEDsineB")
@@ -90,6 +92,7 @@ def test_bench_quality_runs_on_series_files_of_ones_own_once_per_seed(tmp_path: 
     assert totals["ours"]["train_s"]["max"] >= totals["ours"]["train_s"]["median"] > 0
 
 
+@pytest.mark.slow
 def test_bench_quality_names_a_file_whose_name_is_not_a_ucr_name(tmp_path: Path) -> None:
     write_ucr_series(tmp_path / "mine", "001", "sineA")
     bad = tmp_path / "mine" / "series_600_900_910.txt"
@@ -158,12 +161,14 @@ def test_split_halves_of_ucr_dev_is_the_documented_one() -> None:
     assert by_number[7] == by_number[115] == "B" and by_number[21] == by_number[97] == by_number[129] == "B"
 
 
+@pytest.mark.slow
 def test_bench_quality_rejects_a_seed_among_the_hyperparameters() -> None:
     done = subprocess.run([sys.executable, "scripts/bench_quality.py", "--no-peer", "--hyperparameters", "seed=3"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "--seeds" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("peer", "normalisation"), [("lstmad", "none"), ("lstmad", "upstream"), ("subpca", "none")])
 def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, normalisation: str, tmp_path: Path
                                                                   ) -> None:
@@ -181,6 +186,7 @@ def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, nor
     assert 0.0 < result.aucpr <= 1.0 and result.seconds > 0
 
 
+@pytest.mark.slow
 def test_bench_quality_rejects_an_unknown_hyperparameter_with_the_products_message() -> None:
     shared_data("ucr-dev")
     done = subprocess.run([sys.executable, "scripts/bench_quality.py", "--no-peer", "--no-smd",
@@ -189,6 +195,7 @@ def test_bench_quality_rejects_an_unknown_hyperparameter_with_the_products_messa
     assert "hiden-size" in done.stderr
 
 
+@pytest.mark.slow
 def test_bench_speed_quick_prints_training_and_scoring_rows() -> None:
     printed = run_script("scripts/bench_speed.py", "--quick", "--epochs", "1", "--threads", "1")
     table = {line.split("  ")[0].strip(): line for line in printed.splitlines()}
@@ -199,6 +206,7 @@ def test_bench_speed_quick_prints_training_and_scoring_rows() -> None:
     assert float(table["ours train wall"].split()[3]) > 0
 
 
+@pytest.mark.slow
 def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path: Path) -> None:
     shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
     out = tmp_path / "answers.json"
@@ -230,6 +238,7 @@ def test_totals_count_a_seeded_peer_only_at_the_seeds_it_ran() -> None:
     assert found["lstmad"]["accuracy"] == 1.0 and found["lstmad"]["s"]["total"] == 4.0
 
 
+@pytest.mark.slow
 def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios() -> None:
     printed = run_script("scripts/bench_distributed.py", "--epochs", "2", "--rounds", "1")
     for name in ("threads x1", "threads x2", "DDP x1", "DDP x2"):
@@ -238,6 +247,7 @@ def test_bench_distributed_prints_throughput_of_threads_and_ddp_with_the_ratios(
     assert "ratio DDP x2 / threads x2: " in printed
 
 
+@pytest.mark.slow
 def test_bench_startup_prints_the_optimiser_and_final_pass_figures_with_their_references() -> None:
     printed = run_script("scripts/bench_startup.py", "--repeat", "1")
     assert "torch.optim.Adam" in printed and "lstm_ad.adam.Adam" in printed, printed

@@ -33,6 +33,8 @@ import pytest
 from conftest import REPO, TINY_HYPERPARAMETERS, sine_series, write_csv
 from lstm_ad_local.server import free_port
 
+pytestmark = pytest.mark.slow  # every test here starts a process (Docker, or the entrypoint)
+
 SMOKE_TEST = REPO / "scripts" / "docker_smoke_test.sh"
 DOCKER_LOCAL = REPO / "scripts" / "docker_local.sh"
 
@@ -84,7 +86,6 @@ def have_image(name: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
 
 
-@pytest.mark.slow
 def test_image_smoke() -> None:
     reason = docker_unavailable_reason()
     if reason:

@@ -37,11 +37,13 @@ def tool(name: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_hadolint_passes() -> None:
     result = subprocess.run([tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SHELL_SCRIPTS)
 def test_shellcheck_passes(script: str) -> None:
     result = subprocess.run([tool("shellcheck"), str(REPO / script)], capture_output=True, text=True, timeout=60)
@@ -76,6 +78,7 @@ def can_isolate_network() -> bool:
     return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_entrypoint_without_argument_trains_with_no_network(tmp_path: Path) -> None:
     isolate = can_isolate_network()
     base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {"train.csv": sine_series(300, columns=2)}})
@@ -87,12 +90,14 @@ def test_entrypoint_without_argument_trains_with_no_network(tmp_path: Path) -> N
         pytest.skip("trained, but `unshare --net` is unavailable here, so network isolation was not tested")
 
 
+@pytest.mark.slow
 def test_entrypoint_rejects_unknown_commands(tmp_path: Path) -> None:
     result = run_entrypoint(["bogus"], tmp_path)
     assert result.returncode == 2
     assert "Unknown command 'bogus'" in result.stderr and "train|serve" in result.stderr
 
 
+@pytest.mark.slow
 def test_build_time_image_check_runs_here() -> None:
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     check = [sys.executable, str(REPO / "docker" / "check_image.py")]

@@ -70,6 +70,7 @@ def _assert_matches_reference(rows: list[list[str]], values: np.ndarray, predict
 # -- training -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_training_job_lays_out_opt_ml_and_packs_the_model(trained: dict[str, Path]) -> None:
     config = trained["job"] / "input" / "config"
     hyperparameters = json.loads((config / "hyperparameters.json").read_text())
@@ -89,6 +90,7 @@ def test_training_job_lays_out_opt_ml_and_packs_the_model(trained: dict[str, Pat
     assert "train:mse=" in trained["log"]  # the log was streamed
 
 
+@pytest.mark.slow
 def test_failed_training_job_shows_the_failure_file(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", sine_series(200, COLUMNS))
     with pytest.raises(LocalJobError) as failure:
@@ -108,6 +110,7 @@ def test_training_job_names_missing_input(tmp_path: Path) -> None:
 # -- batch transform ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_transform_whole_files_in_input_order(trained: dict[str, Path], tmp_path: Path) -> None:
     """SplitType None: one request per file; one .out per file, one line per input row, nested keys kept."""
     inputs = {"b.csv": sine_series(120, COLUMNS, seed=5), "a/c.csv": sine_series(90, COLUMNS, seed=6)}
@@ -127,6 +130,7 @@ def test_cli_transform_whole_files_in_input_order(trained: dict[str, Path], tmp_
             tmp_path / "input" / name, delimiter=","), predictor)
 
 
+@pytest.mark.slow
 def test_cli_transform_with_optional_outputs(trained: dict[str, Path], tmp_path: Path) -> None:
     """--outputs sets LSTM_AD_OUTPUT on the server: alarm and attribution columns after the default ones."""
     values = sine_series(120, COLUMNS, seed=5)
@@ -147,6 +151,7 @@ def test_cli_transform_with_optional_outputs(trained: dict[str, Path], tmp_path:
     np.testing.assert_allclose(got[:, 2 + COLUMNS:], expected.attribution[CONTEXT:], rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_line_split_multi_record_assembles_mini_batches_in_order(trained: dict[str, Path], tmp_path: Path) -> None:
     """SplitType Line + MultiRecord: every mini-batch is an independent request with its own warm-up."""
     values = np.round(sine_series(300, COLUMNS, seed=7) + 3.0, 6)  # positive: every CSV line is 18 bytes
@@ -167,6 +172,7 @@ def test_line_split_multi_record_assembles_mini_batches_in_order(trained: dict[s
     assert result.settings.strategy == "MultiRecord"
 
 
+@pytest.mark.slow
 def test_line_split_single_record_completes_with_an_empty_row_per_row(trained: dict[str, Path],
                                                                      tmp_path: Path) -> None:
     """SingleRecord sends one row per request: each is all warm-up, none fails, every row is answered."""
@@ -177,6 +183,7 @@ def test_line_split_single_record_completes_with_an_empty_row_per_row(trained: d
     assert rows == [[""] * (1 + COLUMNS)] * len(values)
 
 
+@pytest.mark.slow
 def test_line_split_with_a_short_last_mini_batch_completes(trained: dict[str, Path], tmp_path: Path) -> None:
     """The documented cost of Line splitting: context-length empty rows at the start of every mini-batch,
     and a last mini-batch of at most context-length rows answered with empty rows only."""
@@ -194,6 +201,7 @@ def test_line_split_with_a_short_last_mini_batch_completes(trained: dict[str, Pa
     assert empty == expected
 
 
+@pytest.mark.slow
 def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict[str, Path], tmp_path: Path) -> None:
     """For series above the 100 MB request limit: split (overlap = context-length + score-window - 1, the
     default 25), transform, join."""
@@ -217,6 +225,7 @@ def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict
     assert np.corrcoef(scores, whole[CONTEXT:])[0, 1] > 0.99
 
 
+@pytest.mark.slow
 def test_assemble_with_line_adds_a_newline_after_every_answer(trained: dict[str, Path], tmp_path: Path) -> None:
     """As the SDK's local mode does (and the API reference words it): so with Line splitting, AssembleWith=None
     is the setting that gives one line per input row."""
@@ -228,6 +237,7 @@ def test_assemble_with_line_adds_a_newline_after_every_answer(trained: dict[str,
     assert len(lines) == len(values) + 3 and [i for i, line in enumerate(lines) if line == ""] == [93, 187, 202]
 
 
+@pytest.mark.slow
 def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dict[str, Path], tmp_path: Path) -> None:
     write_csv(tmp_path / "input" / "big.csv", sine_series(400, COLUMNS))
     job = tmp_path / "job"
@@ -240,6 +250,7 @@ def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dic
     assert _processes_with(str(job)) == []  # the server (gunicorn and its workers) is gone
 
 
+@pytest.mark.slow
 def test_server_that_dies_at_start_is_reported_with_its_log(trained: dict[str, Path], tmp_path: Path) -> None:
     write_csv(tmp_path / "input" / "x.csv", sine_series(50, COLUMNS))
     crash = [sys.executable, "-c", "import sys; print('cannot load the model'); sys.exit(3)"]
@@ -265,6 +276,7 @@ def _processes_with(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_demo_data_labels_every_injected_anomaly(tmp_path: Path) -> None:
     done = subprocess.run([str(BIN / "lstm-ad-local"), "demo-data", "--output", str(tmp_path), "--seed", "3"],
                           capture_output=True, text=True, timeout=60)
@@ -282,6 +294,7 @@ def test_demo_data_labels_every_injected_anomaly(tmp_path: Path) -> None:
     assert np.ptp(test[flat["start"]:flat["end"], 2]) == 0  # the stuck sensor really is stuck
 
 
+@pytest.mark.slow
 def test_demo_report_ranks_each_anomaly_and_says_which_rows_score_lower(tmp_path: Path) -> None:
     scores = {2: 0, 3: -5, 4: 1, 5: -3, 6: -10, 7: -1, 8: 0, 9: -2, **{r: 0 for r in range(10, 15)}, 15: -20}
     out = tmp_path / "test.csv.out"

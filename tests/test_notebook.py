@@ -23,6 +23,7 @@ def test_notebook_is_stored_without_outputs() -> None:
     assert 'sagemaker>=2.257,<3' in source  # v3 removed Estimator, AlgorithmEstimator and transformer()
 
 
+@pytest.mark.slow
 def test_notebook_runs_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Quick settings: generated data, a tiny model, a few epochs; the kernel is this interpreter."""
     monkeypatch.setenv("LSTM_AD_NOTEBOOK_MODE", "local")

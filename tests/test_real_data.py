@@ -6,10 +6,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import make_opt_ml, metric_values, shared_data
 from lstm_ad.data import read_series_file
 from lstm_ad.predictor import Predictor
+
+pytestmark = pytest.mark.slow  # real models on the real data sets: most of a minute
 
 # The public listing's example configuration, with few epochs to keep the suite quick.
 LISTING_EXAMPLE = {"context-length": "100", "prediction-length": "10", "sequence-stride": "10", "hidden-size": "32",

@@ -25,6 +25,8 @@ from lstm_ad.sagemaker.payloads import encode_csv
 from lstm_ad.tensor_files import load_tensors, save_tensors
 from lstm_ad_local.server import LocalServer
 
+pytestmark = pytest.mark.slow  # every test here starts a process
+
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 120  # the machine is shared: torch imports and worker warm-up can be slow
 CONTEXT = int(TINY_HYPERPARAMETERS["context-length"])

@@ -202,6 +202,7 @@ def test_validation_columns_must_match_training(tmp_path: Path, train_job):
     assert re.search(r"v\.csv: has 3 columns but .*a\.csv has 2", (base / "output" / "failure").read_text())
 
 
+@pytest.mark.slow
 def test_sigterm_saves_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     hyperparameters = {**TINY_HYPERPARAMETERS, "epochs": "20", "early-stopping-patience": "0", "dropout": "0.2",
                        "num-layers": "2"}
@@ -213,16 +214,16 @@ def test_sigterm_saves_then_resume_matches_an_uninterrupted_run(tmp_path: Path):
     base = make_opt_ml(tmp_path / "stopped", hyperparameters, channels)
     (base / "checkpoints").mkdir()
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        log.append(line)
-        if "epoch 3/20" in line:
-            process.send_signal(signal.SIGTERM)
-            break
-    log += process.stdout.readlines()
-    assert process.wait(timeout=60) == 0, "".join(log)
+    with subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            if "epoch 3/20" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        log += process.stdout.readlines()
+        assert process.wait(timeout=60) == 0, "".join(log)
     stopped_meta = json.loads((base / "model" / "model.json").read_text())
     assert stopped_meta["summary"]["interrupted"] is True
     assert 3 <= stopped_meta["summary"]["epochs_run"] < 20
@@ -267,6 +268,8 @@ def test_scores_drop_where_an_anomaly_was_injected(tmp_path: Path, train_job):
     assert np.nanmean(np.r_[alarm[50:588], alarm[615 + 12:]]) < 0.05
 
 
+
+@pytest.mark.slow
 def test_sigterm_while_starting_up_still_leaves_a_failure_file(tmp_path: Path):
     """The handler is installed before torch loads: a job stopped in its first half second ends cleanly."""
     base = make_opt_ml(tmp_path, TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}})
@@ -292,6 +295,7 @@ def small_disk(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_a_clear_failure_not_a_bug(small_disk: Path, train_job):
     base = make_opt_ml(small_disk, TINY_HYPERPARAMETERS, {"training": {"a.csv": GOOD}})
     free = os.statvfs(small_disk)
