@@ -36,7 +36,8 @@ import numpy as np
 
 from lstm_ad.predictor import Predictor
 from lstm_ad.scoring.threshold import alarm_threshold
-from lstm_ad.training import part_errors, split_point
+from lstm_ad.split import split_point
+from lstm_ad.training import part_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import DATA, UCR_MARGIN, best_f1, overrides, train_job, ucr_series  # noqa: E402

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_speed import ECG, ROWS, ecg_like  # noqa: E402
-from lstm_ad import training  # noqa: E402
+from lstm_ad import split, subsequences, training  # noqa: E402
 from lstm_ad.data import Series  # noqa: E402
 from lstm_ad.parallel.collectives import Collective, ProcessGroup, Rank, Rendezvous  # noqa: E402
 from lstm_ad.sagemaker.cli import exit_process  # noqa: E402
@@ -50,8 +50,8 @@ def throughput(threads: int, epochs: int, collective: Collective | None = None) 
     ends: list[float] = []
     training.train(series, hp, device=torch.device("cpu"), collective=collective,
                    on_epoch=lambda report: ends.append(time.perf_counter()))
-    windows = len(training.SubsequenceSampler(
-        [series[0].values[:training.split_point(ROWS, hp.calibration_fraction)]], hp, torch.device("cpu")))
+    windows = len(subsequences.SubsequenceSampler(
+        [series[0].values[:split.split_point(ROWS, hp.calibration_fraction)]], hp, torch.device("cpu")))
     return windows * (len(ends) - 1) / (ends[-1] - ends[0])
 
 

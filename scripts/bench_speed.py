@@ -41,6 +41,7 @@ from lstm_ad.data import Series
 from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.parallel import threads
 from lstm_ad.sagemaker.process import retain_freed_memory
+from lstm_ad.split import split_point
 
 REPO = Path(__file__).resolve().parents[1]
 ECG = Hyperparameters(context_length=100, prediction_length=10, sequence_stride=10, hidden_size=32,
@@ -100,7 +101,7 @@ class ReferenceLSTM(nn.Module):
 def reference_train(values: np.ndarray, hp: Hyperparameters) -> float:
     """The same network, loss and optimiser, written plainly; returns wall seconds."""
     torch.manual_seed(hp.seed)
-    cut = training.split_point(len(values), hp.calibration_fraction)
+    cut = split_point(len(values), hp.calibration_fraction)
     mean, std = values[:cut].mean(axis=0), values[:cut].std(axis=0)
     scaled = (values - mean) / std
     train_loader = DataLoader(WindowDataset(scaled[:cut], hp), batch_size=hp.batch_size, shuffle=True)
@@ -125,7 +126,7 @@ def reference_train(values: np.ndarray, hp: Hyperparameters) -> float:
 # -- measurements ------------------------------------------------------------------------------
 
 def windows_per_epoch(hp: Hyperparameters, rows: int) -> int:
-    fit_rows = training.split_point(rows, hp.calibration_fraction)
+    fit_rows = split_point(rows, hp.calibration_fraction)
     return len(range(0, fit_rows - hp.context_length - hp.prediction_length + 1, hp.sequence_stride))
 
 

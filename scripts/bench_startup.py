@@ -35,6 +35,7 @@ from lstm_ad.data import Series
 from lstm_ad.forecast import forecast_errors
 from lstm_ad.hyperparameters import validate
 from lstm_ad.sagemaker.paths import Paths, write_training_config
+from lstm_ad.split import split_point
 
 BIN = Path(sys.executable).parent
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
@@ -93,7 +94,7 @@ def forward_passes_seconds(files: int, rows: int, threads: int) -> float:
     series = [Series(f"s{i}", wave(rows, i)) for i in range(files)]
     predictor = training.train(series, hp).predictor
     network = predictor.network
-    cut = [training.split_point(rows, hp.calibration_fraction)] * files
+    cut = [split_point(rows, hp.calibration_fraction)] * files
     fit = [predictor.standardise(s.values[:c]) for s, c in zip(series, cut, strict=True)]
     calibration = [predictor.standardise(s.values[max(0, c - hp.context_length):])
                    for s, c in zip(series, cut, strict=True)]

@@ -12,6 +12,7 @@ from lstm_ad.data import Series
 from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.parallel.threads import ThreadReplicas, replica_count
+from lstm_ad.subsequences import subsequence_loss
 
 WINDOW = 20 + 3  # context-length + prediction-length of HP
 HP = Hyperparameters(context_length=20, prediction_length=3, sequence_stride=5, hidden_size=8, num_layers=2,
@@ -19,7 +20,7 @@ HP = Hyperparameters(context_length=20, prediction_length=3, sequence_stride=5, 
 
 
 def _loss(network: torch.nn.Module, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return training.subsequence_loss(network, windows, HP)
+    return subsequence_loss(network, windows, HP)
 
 
 def _network(seed: int = 0) -> LSTMForecaster:

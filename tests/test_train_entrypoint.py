@@ -23,8 +23,8 @@ from conftest import TINY_HYPERPARAMETERS, make_opt_ml, metric_values, sine_seri
 from lstm_ad.checkpoint import CHECKPOINT_FILE
 from lstm_ad.predictor import Predictor
 from lstm_ad.scoring.threshold import alarm_threshold
+from lstm_ad.split import split_point
 from lstm_ad.tensor_files import load_tensors
-from lstm_ad.training import split_point
 
 TRAIN = str(Path(sys.executable).parent / "train")
 

@@ -12,9 +12,9 @@ their targets) are skipped, the scaler ignores them, the calibration and validat
 are scored as requests are (gaps read as the network's own prediction, forecast.py), and the
 Gaussian is fitted to the complete error vectors only. The log says how much was left out.
 
-`train` reads top to bottom: check, split and scale, count gaps, resume, the epochs (`_run_epochs`,
-`_run_epoch`), then `_finish` (the error model and the final metrics). A job of several ranks runs
-the same function on every rank (parallel/).
+`train` reads top to bottom: check, split and scale (split.py), count gaps, resume, the epochs
+(`_run_epochs`, `_run_epoch`, over the subsequences of subsequences.py), then `_finish` (the error model
+and the final metrics). A job of several ranks runs the same function on every rank (parallel/).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 
 from .adam import Adam
 from .checkpoint import Checkpointer, TrainingState
-from .data import Scaler, Series, clipped
+from .data import Series
 from .errors import DataError, TrainingStopped, UserError
 from .forecast import complete_rows, default_chunk_length, forecast_errors
 from .hyperparameters import Hyperparameters
@@ -42,13 +42,10 @@ from .parallel.ranks import GlobalBatches
 from .parallel.threads import replica_count, single_threaded_kernels
 from .predictor import Predictor
 from .scoring.error_model import ErrorModel
+from .split import Parts, check_series, split_and_scale
+from .subsequences import SubsequenceSampler, subsequence_loss
 
 logger = logging.getLogger(__name__)
-
-# The Gaussian's dimension l*d: its covariance takes 8*(l*d)^2 bytes and a Cholesky factorisation;
-# 4096 is 128 MB, far above what the listing's use needs (SMD: 38 columns x 10 = 380).
-MAX_ERROR_DIMENSION = 4096
-
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -88,21 +85,6 @@ class TrainingResult:
 
 
 @dataclass(frozen=True)
-class Parts:
-    """The training data as the loop reads it, scaled by the scaler of the fitting parts (all ranks')."""
-
-    scaler: Scaler
-    fitting: list[np.ndarray]  # each series' first rows: they fit the LSTM
-    calibration: list[np.ndarray]  # each series' last rows, after the context-length rows before them (warm-up)
-    validation: list[np.ndarray]  # the validation series, clipped as requests are
-    calibration_rows: int  # rows of the calibration parts after their warm-up
-
-    @property
-    def columns(self) -> int:
-        return self.fitting[0].shape[1]
-
-
-@dataclass(frozen=True)
 class GapCounts:
     """Missing values in the training series of every rank, and what they cost."""
 
@@ -129,121 +111,9 @@ class TrainingRun:
                               self.collective)
 
 
-def split_point(rows: int, calibration_fraction: float) -> int:
-    """First row of the calibration part."""
-    return rows - max(1, int(round(rows * calibration_fraction)))
-
-
-def minimum_rows(hp: Hyperparameters) -> int:
-    """The shortest training series whose fitting part holds one subsequence."""
-    rows = hp.context_length + hp.prediction_length
-    while split_point(rows, hp.calibration_fraction) < hp.context_length + hp.prediction_length:
-        rows += 1
-    return rows
-
-
-def check_lengths(series: list[Series], hp: Hyperparameters) -> None:
-    """Every fitting part must hold at least one training subsequence."""
-    needed = hp.context_length + hp.prediction_length
-    for s in series:
-        rows = len(s.values)
-        fit_rows = split_point(rows, hp.calibration_fraction)
-        if fit_rows < needed:
-            raise DataError(
-                f"{s.name}: has {rows} rows; its fitting part (the first {1 - hp.calibration_fraction:.0%}, "
-                f"{fit_rows} rows) is shorter than context-length + prediction-length = {needed}. "
-                f"Provide a longer series (at least {minimum_rows(hp)} rows) or lower `context-length`."
-            )
-
-
-def check_error_dimension(columns: int, hp: Hyperparameters) -> None:
-    """The Gaussian's covariance is (l*d)^2 numbers: refuse a size that cannot be fitted, before any work."""
-    dimension = hp.prediction_length * columns
-    if dimension > MAX_ERROR_DIMENSION:
-        raise DataError(
-            f"The error model would have {dimension} dimensions (prediction-length {hp.prediction_length} x "
-            f"{columns} columns); at most {MAX_ERROR_DIMENSION} can be fitted. Lower `prediction-length` to at "
-            f"most {max(1, MAX_ERROR_DIMENSION // columns)} or train on fewer columns."
-        )
-
-
-def check_scaler(scaler: Scaler, series: list[Series], hp: Hyperparameters) -> None:
-    """Values so large that a column's mean or spread overflows float64 would give a model that ignores it;
-    a column with no value at all in the fitting parts cannot be learnt."""
-    empty = np.flatnonzero(np.isnan(scaler.mean))
-    if len(empty):
-        raise DataError(
-            f"Column {int(empty[0]) + 1} has no values in the fitting part (the first "
-            f"{1 - hp.calibration_fraction:.0%}) of any training file: every cell is empty. Remove the column "
-            "(from training and from every request) or provide data where it was measured."
-        )
-    bad = np.flatnonzero(~(np.isfinite(scaler.mean) & np.isfinite(scaler.std)))
-    if len(bad):
-        column = int(bad[0])
-        largest = max(float(np.nanmax(np.abs(s.values[:, column]))) for s in series)
-        raise DataError(
-            f"Column {column + 1}: values as large as {largest:.3g} make its mean or standard deviation overflow "
-            "(float64). Rescale that column (for example to other units) before training."
-        )
-
-
-def check_series(series: list[Series], validation: list[Series] | None, hp: Hyperparameters) -> None:
-    """Everything about the series' sizes that makes training impossible, before any work."""
-    check_lengths(series, hp)
-    check_error_dimension(series[0].values.shape[1], hp)
-    if validation:
-        check_validation_lengths(validation, hp)
-
-
-def check_validation_lengths(series: list[Series], hp: Hyperparameters) -> None:
-    for s in series:
-        if len(s.values) <= hp.context_length:
-            raise DataError(
-                f"{s.name}: has {len(s.values)} rows, but the first context-length ({hp.context_length}) "
-                f"rows are warm-up; a validation series needs at least {hp.context_length + 1} rows."
-            )
-
-
 def select_device() -> torch.device:
     """The GPU when there is one, else the CPU (several GPUs: one rank each, sagemaker/ranks.py)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class SubsequenceSampler:
-    """All training subsequences as (series offset + start) indices into one flat tensor."""
-
-    def __init__(self, parts: list[np.ndarray], hp: Hyperparameters, device: torch.device):
-        self.window = hp.context_length + hp.prediction_length
-        self.flat = torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)
-        starts, offset, self.skipped = [], 0, 0
-        for part in parts:
-            first = np.arange(0, len(part) - self.window + 1, hp.sequence_stride)
-            gaps = np.r_[0, np.cumsum(np.isnan(part).any(axis=1))]  # rows with a gap before each row
-            complete = gaps[first + self.window] == gaps[first]
-            self.skipped += int((~complete).sum())
-            starts.append(offset + first[complete])
-            offset += len(part)
-        self.flat = torch.nan_to_num(self.flat)  # NaN only in skipped windows; keep them out of any arithmetic
-        self.starts = torch.from_numpy(np.concatenate(starts)).to(device)
-        self.steps = torch.arange(self.window, device=device)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def batch(self, indices: torch.Tensor) -> torch.Tensor:
-        """(batch, context + prediction length, columns) subsequences."""
-        return self.flat[self.starts[indices, None] + self.steps]
-
-
-def subsequence_loss(network: torch.nn.Module, windows: torch.Tensor, hp: Hyperparameters
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MSE and MAE of all predictions made after the burn-in against the true future rows."""
-    c, horizon = hp.context_length, hp.prediction_length
-    predictions = network(windows[:, :c])  # (batch, c, horizon, columns)
-    # Row t+h is the target of step t at horizon h: windows[:, t+1 : t+1+horizon]
-    targets = windows[:, 1:].unfold(1, horizon, 1).permute(0, 1, 3, 2)  # (batch, c, horizon, columns)
-    diff = predictions[:, hp.burn_in:] - targets[:, hp.burn_in:]
-    return diff.square().mean(), diff.abs().mean()
 
 
 def streaming_errors(network: LSTMForecaster, parts: list[np.ndarray], hp: Hyperparameters,
@@ -313,23 +183,6 @@ def train(
     result = _finish(run, state, interrupted, gaps)
     logger.info("Calibration and final metrics done in %.2fs", time.monotonic() - started)
     return result
-
-
-def split_and_scale(series: list[Series], validation: list[Series] | None, hp: Hyperparameters,
-                    collective: Collective) -> Parts:
-    """Split each series into its fitting and calibration parts, and scale every part."""
-    splits = [split_point(len(s.values), hp.calibration_fraction) for s in series]
-    scaler = pooled.fit_scaler([s.values[:cut] for s, cut in zip(series, splits, strict=True)], collective)
-    check_scaler(scaler, series, hp)
-    fitting = [scaler.transform(s.values[:cut]) for s, cut in zip(series, splits, strict=True)]
-    # Calibration parts are scored as requests whose warm-up is the tail of the fitting part,
-    # so every calibration row gets an error vector.
-    calibration = [scaler.transform(s.values[max(0, cut - hp.context_length):])
-                   for s, cut in zip(series, splits, strict=True)]
-    # Validation series are scored as requests are: clipped to the same bound (Predictor.standardise).
-    validation_parts = [clipped(scaler.transform(s.values)) for s in validation or []]
-    calibration_rows = sum(len(s.values) - cut for s, cut in zip(series, splits, strict=True))
-    return Parts(scaler, fitting, calibration, validation_parts, calibration_rows)
 
 
 def count_gaps(series: list[Series], sampler: SubsequenceSampler, hp: Hyperparameters,
