@@ -75,18 +75,29 @@ class AlgorithmRequest:
     hyperparameters: dict[str, Any] = field(default_factory=lambda: dict(VALIDATION_HYPERPARAMETERS))
 
 
-def _text(spec: Spec, value: int | float) -> str:
+def _text(spec: Spec, value: int | float | str) -> str:
     """The API's ranges and defaults are strings; integer bounds must read as `int()` does ("1", not "1.0")."""
+    if spec.choices:
+        return str(value)
     return str(int(value)) if spec.type is int else repr(float(value))
 
 
+def _kind(spec: Spec) -> str:
+    return "Categorical" if spec.choices else "Integer" if spec.type is int else "Continuous"
+
+
 def hyperparameter_spec(spec: Spec) -> dict[str, Any]:
-    kind = "Integer" if spec.type is int else "Continuous"
-    bounds = {"MinValue": _text(spec, spec.min), "MaxValue": _text(spec, spec.max)}
-    excluded = " (bounds excluded)" if spec.min_exclusive or spec.max_exclusive else ""
+    kind = _kind(spec)
+    if spec.choices:  # AlgorithmEstimator (SDK v2) checks str(value) against these before any job
+        bounds: dict[str, Any] = {"Values": list(spec.choices)}
+        allowed = spec.range_text()[0].upper() + spec.range_text()[1:]
+    else:
+        bounds = {"MinValue": _text(spec, spec.min), "MaxValue": _text(spec, spec.max)}
+        excluded = " (bounds excluded)" if spec.min_exclusive or spec.max_exclusive else ""
+        allowed = f"Range {spec.range_text()}{excluded}"
     return {
         "Name": spec.name,
-        "Description": f"{spec.doc} Range {spec.range_text()}{excluded}; default {_text(spec, spec.default)}.",
+        "Description": f"{spec.doc} {allowed}; default {_text(spec, spec.default)}.",
         "Type": kind,
         "Range": {f"{kind}ParameterRangeSpecification": bounds},
         "IsTunable": spec.tunable,
@@ -192,7 +203,7 @@ def hyperparameter_table() -> str:
     """The README's hyperparameter table (markdown)."""
     rows = ["| name | type | default | range | tunable | description |", "|---|---|---|---|---|---|"]
     for spec in SCHEMA:
-        kind = "integer" if spec.type is int else "float"
+        kind = _kind(spec).lower().replace("continuous", "float")
         rows.append(f"| `{spec.name}` | {kind} | {_text(spec, spec.default)} | {spec.range_text()} | "
                     f"{'yes' if spec.tunable else 'no'} | {spec.doc} |")
     return "\n".join(rows)
