@@ -19,7 +19,8 @@ from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.model import LSTMForecaster, NetworkConfig
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
-from lstm_ad.sagemaker.server import visible_gpus, worker_device
+from lstm_ad.sagemaker.gpus import visible_gpus
+from lstm_ad.sagemaker.server import worker_device
 from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
 
 CONTEXT = 5
@@ -449,7 +450,7 @@ def test_a_bad_lstm_ad_output_stops_serve_naming_the_variable() -> None:
 # --- hostile input: quoted short, escaped, on one line, in the answer and the log ------------------
 
 HUGE = "x" * 60_000
-HOSTILE_REQUESTS = [
+LONG_INPUTS = [
     # (id, headers, body, status, the quotation the one-line answer holds)
     ("60 KB cell", {"Content-Type": "text/csv"}, lines(*GOOD_ROWS[:3], "1.0," + HUGE, *GOOD_ROWS[4:]), 400,
      "line 4, column 2: '" + "x" * 37 + "...'"),
@@ -470,8 +471,8 @@ HOSTILE_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("headers, body, status, quoted", [case[1:] for case in HOSTILE_REQUESTS],
-                         ids=[case[0] for case in HOSTILE_REQUESTS])
+@pytest.mark.parametrize("headers, body, status, quoted", [case[1:] for case in LONG_INPUTS],
+                         ids=[case[0] for case in LONG_INPUTS])
 def test_hostile_input_is_quoted_at_most_40_characters_long(client, caplog: pytest.LogCaptureFixture,
                                                             headers: dict, body: bytes, status: int,
                                                             quoted: str) -> None:

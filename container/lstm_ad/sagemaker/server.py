@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 from ..errors import ArtifactError, UserError
 from ..predictor import Predictor
 from .app import create_app
+from .gpus import visible_gpus
 from .outputs import ALARM, ENV_VARIABLE, OPTIONS, serving_outputs
 from .paths import Paths, base_dir
 from .process import configure_serve_worker
@@ -107,17 +105,6 @@ def worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
                        torch.version.cuda or "no CUDA")
         return torch.device("cpu")
     return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
-
-
-def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> int:
-    """GPUs this process may use, counted without initialising CUDA: the CUDA runtime does not survive
-    a fork once initialised, and the workers are forked from this process."""
-    devices = len([p for p in dev.glob("nvidia*") if p.name[len("nvidia"):].isdigit()])
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        listed = visible.split(",")[:devices]
-        return len([d for d in listed if d.strip() and not d.strip().startswith("-")])
-    return devices
 
 
 def main() -> None:
