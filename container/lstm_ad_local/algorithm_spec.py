@@ -47,7 +47,9 @@ CHANNEL_DOCS = {
 
 CPU_TRAINING_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
                           "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge"]
-GPU_TRAINING_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.p3.2xlarge"]
+# Turing (g4dn) and Ampere (g5) GPUs run both GPU builds; the PyTorch 2.13 image's CUDA 13 has dropped the
+# Volta GPUs of ml.p3, so they are not offered.
+GPU_TRAINING_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"]
 CPU_INFERENCE_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
                            "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge"]
 # No GPU inference types: SageMaker's GPU inference hosts run NVIDIA driver 470 (CUDA 11.4) unless the
