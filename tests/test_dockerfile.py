@@ -27,6 +27,7 @@ SHELL_SCRIPTS = ["scripts/docker_smoke_test.sh", "scripts/docker_distributed_tes
                  "scripts/build_and_push.sh",
                  "scripts/docker_engine.sh", "scripts/make_base_images.sh", "scripts/test_image.sh",
                  "scripts/test.sh", "scripts/test_compat.sh", "scripts/test_sdk_v3.sh", "scripts/dev-setup.sh",
+                 "scripts/sdk_v3_venv.sh", "scripts/test_notebooks_aws.sh", "scripts/run_notebooks.sh",
                  "scripts/demo.sh", ".ci/run"]
 VENV_BIN = Path(sys.executable).parent
 
