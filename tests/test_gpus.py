@@ -55,7 +55,8 @@ def test_unusable_gpus_are_a_user_error_with_the_reason_and_the_fix(gpus: int) -
     assert message.startswith(expected_reason(gpus)), message
     assert message.endswith("training on the CPU would bill GPU hours at CPU speed. Use the image's GPU build on a "
                             "GPU instance (its CUDA must suit the host's NVIDIA driver), or a CPU instance type "
-                            "such as ml.m5 or ml.c5."), message
+                            "such as ml.m5 or ml.c5 (or set CUDA_VISIBLE_DEVICES to an empty value in the job's "
+                            "environment to train on the CPU anyway)."), message
 
 
 def can_fake_a_gpu_host() -> str | None:
@@ -82,3 +83,10 @@ def test_train_on_a_gpu_host_it_cannot_use_fails_with_a_failure_file(tmp_path: P
     assert failure.strip() in result.stdout  # the log says it too
     assert "epoch 1/" not in result.stdout and not any((base / "model").iterdir())
     assert not Path("/dev/nvidia0").exists() or torch.cuda.is_available()  # the host's /dev is untouched
+
+    # Training on that host's CPU on purpose: hide the GPUs (SageMaker's Environment, `docker run -e`).
+    (base / "output" / "failure").unlink()
+    result = subprocess.run(on_fake_gpu_host([str(BIN / "train")]), env={**env, "CUDA_VISIBLE_DEVICES": ""},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (base / "model" / "model.json").is_file() and not (base / "output" / "failure").exists()

@@ -45,7 +45,8 @@ def require_usable_gpus(gpus: int) -> None:
         f"This host has {gpus} NVIDIA GPU{'s' if gpus > 1 else ''} (/dev/nvidia*), but {build} and cannot use "
         f"{'them' if gpus > 1 else 'it'} ({reason}); training on the CPU would bill GPU hours at CPU speed. "
         "Use the image's GPU build on a GPU instance (its CUDA must suit the host's NVIDIA driver), or a CPU "
-        "instance type such as ml.m5 or ml.c5.")
+        "instance type such as ml.m5 or ml.c5 (or set CUDA_VISIBLE_DEVICES to an empty value in the job's "
+        "environment to train on the CPU anyway).")
 
 
 def _cuda_init_error(torch: ModuleType) -> str:
