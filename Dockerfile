@@ -4,10 +4,12 @@
 # listing-compatible build. Any base with a python3 (first on PATH) that has torch and pip will do:
 #   docker build -t lstm-ad:cpu .
 #   docker build -t lstm-ad:gpu --build-arg BASE_TAG=2.1.0-gpu-py310-cu121-ubuntu20.04-sagemaker .
-#   docker build -t lstm-ad:slim --build-arg BASE_IMAGE=<python + CPU torch>=2.6 image> \
-#       --build-arg NUMPY_REQUIREMENT="numpy>=2,<3" .
-# Pulling the AWS image needs `docker login` to ${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com first
-# (scripts/build_and_push.sh does it). The PyTorch 2.1 images reached end of patch on 2024-10-04.
+#   docker build -t lstm-ad:cpu-2.13 \
+#       --build-arg BASE_IMAGE=public.ecr.aws/deep-learning-containers/pytorch:2.13.0-cpu-amzn2023-sagemaker .
+#   docker build -t lstm-ad:slim --build-arg BASE_IMAGE=<python + CPU torch>=2.6 image> .
+# Pulling the AWS 2.1 image needs `docker login` to ${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com first
+# (scripts/build_and_push.sh does it). The PyTorch 2.1 images reached end of patch on 2024-10-04; the
+# PyTorch 2.13 ones (Amazon Linux 2023, Python 3.12) are patched until 2027-07-20.
 # Nothing here needs BuildKit: the classic builder (DOCKER_BUILDKIT=0) builds it too.
 # docs/image-and-publishing.md: which variant to publish, sizes, start-up times, scan findings.
 ARG REGION=us-east-1
@@ -17,8 +19,9 @@ ARG BASE_IMAGE=${DLC_ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/pytorch-training:$
 
 FROM ${BASE_IMAGE}
 
-# torch 2.1 only works with numpy<2 (`Tensor.numpy()`); bases with torch>=2.3 can pass "numpy".
-ARG NUMPY_REQUIREMENT="numpy<2"
+# auto: "numpy<2" under torch < 2.3 (torch 2.1's `Tensor.numpy()` breaks on numpy 2), else "numpy>=1.23,<3",
+# which keeps a newer base's own numpy (AWS's 2.13 image ships numpy 2.4). Or any pip requirement.
+ARG NUMPY_REQUIREMENT=auto
 
 LABEL org.opencontainers.image.title="lstm-ad-sagemaker" \
       org.opencontainers.image.description="LSTM-AD time-series anomaly detection as a SageMaker algorithm" \
@@ -44,8 +47,13 @@ COPY docker/requirements.txt /opt/program/
 RUN TORCH_VERSION="$(python3 -c 'import torch; print(torch.__version__)')" \
     && echo "${TORCH_VERSION}" > /tmp/base-torch-version \
     && echo "torch==${TORCH_VERSION%%+*}" > /tmp/constraints.txt \
+    && NUMPY="${NUMPY_REQUIREMENT}" \
+    && if [ "${NUMPY}" = auto ]; then NUMPY="$(python3 -c 'import re, torch; \
+v = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", torch.__version__).groups()); \
+print("numpy<2" if v < (2, 3) else "numpy>=1.23,<3")')"; fi \
+    && echo "numpy requirement: ${NUMPY}" \
     && python3 -m pip install --no-cache-dir -c /tmp/constraints.txt \
-        -r /opt/program/requirements.txt "${NUMPY_REQUIREMENT}"
+        -r /opt/program/requirements.txt "${NUMPY}"
 
 COPY docker/entrypoint.py docker/check_image.py /opt/program/
 COPY pyproject.toml README.md /tmp/lstm-ad-src/

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Build the image and push it to your Amazon ECR repository (needs Docker and AWS credentials).
 #
-#   scripts/build_and_push.sh [cpu|gpu] [tag]       login, build, smoke test, push, print the digest
+#   scripts/build_and_push.sh [VARIANT] [tag]       login, build, smoke test, push, print the digest
 #   scripts/build_and_push.sh login                 log in to the base-image registry and to your ECR
-#   scripts/build_and_push.sh build <cpu|gpu> <tag> build <repo>:<tag>-<variant> locally
-#   scripts/build_and_push.sh push  <cpu|gpu> <tag> push it (creating the repository) and print its digest
+#   scripts/build_and_push.sh build VARIANT <tag>   build <repo>:<tag>-<variant> locally
+#   scripts/build_and_push.sh push  VARIANT <tag>   push it (creating the repository) and print its digest
+#   scripts/build_and_push.sh tag                   print the default tag (below)
+#
+# VARIANT (default cpu): the base image, one of AWS's SageMaker PyTorch training images
+#   cpu, gpu           PyTorch 2.1.0 / Python 3.10 / Ubuntu 20.04 (CUDA 12.1): the listing-compatible stack,
+#                      past AWS's end of patch (2024-10-04)
+#   cpu-2.13, gpu-2.13 PyTorch 2.13.0 / Python 3.12 / Amazon Linux 2023 (CUDA 13.3), from public.ecr.aws:
+#                      patched by AWS until 2027-07-20 (docs/image-and-publishing.md: which to list)
 #
 # Environment: AWS_REGION (or AWS_DEFAULT_REGION), IMAGE_REPO (default lstm-ad), DLC_ACCOUNT (AWS's
 # Deep Learning Containers account, 763104351884 in most regions; opt-in regions differ), BASE_IMAGE
-# (another base, e.g. a newer PyTorch image; then NUMPY_REQUIREMENT=numpy for torch>=2.3),
-# SMOKE_TEST=0 skips scripts/docker_smoke_test.sh. The tag defaults to the git commit (short).
+# (any other base), NUMPY_REQUIREMENT (default: the Dockerfile's auto), SMOKE_TEST=0 skips
+# scripts/docker_smoke_test.sh. The tag defaults to the commit (short): CODEBUILD_RESOLVED_SOURCE_VERSION,
+# else git's; where neither exists (a CodeBuild project with an S3 source has no commit) it is
+# build-<CODEBUILD_BUILD_NUMBER or "local">-<UTC time>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
 IMAGE_REPO="${IMAGE_REPO:-lstm-ad}"
 DLC_ACCOUNT="${DLC_ACCOUNT:-763104351884}"
-CPU_TAG="2.1.0-cpu-py310-ubuntu20.04-sagemaker"
-GPU_TAG="2.1.0-gpu-py310-cu121-ubuntu20.04-sagemaker"
+PUBLIC_DLC="public.ecr.aws/deep-learning-containers"
 
 require_region() {
     [ -n "$REGION" ] || { echo "Set AWS_REGION (e.g. us-east-1)." >&2; exit 2; }
@@ -41,16 +49,23 @@ login() {
     aws ecr get-login-password --region "$REGION" | docker login --username AWS --password-stdin "$(registry)"
 }
 
-build() {  # variant tag
-    local variant="${1:?variant cpu|gpu}" tag="${2:?tag}" base_tag
-    require_region
-    case "$variant" in
-        cpu) base_tag="$CPU_TAG" ;;
-        gpu) base_tag="$GPU_TAG" ;;
-        *) echo "Unknown variant $variant: use cpu or gpu." >&2; exit 2 ;;
+base_image() {  # variant -> the base image
+    local private="$DLC_ACCOUNT.dkr.ecr.$REGION.amazonaws.com/pytorch-training"
+    case "$1" in
+        cpu) echo "$private:2.1.0-cpu-py310-ubuntu20.04-sagemaker" ;;
+        gpu) echo "$private:2.1.0-gpu-py310-cu121-ubuntu20.04-sagemaker" ;;
+        cpu-2.13) echo "$PUBLIC_DLC/pytorch:2.13.0-cpu-amzn2023-sagemaker" ;;
+        gpu-2.13) echo "$PUBLIC_DLC/pytorch:2.13.0-cu133-amzn2023-sagemaker" ;;
+        *) echo "Unknown variant $1: use cpu, gpu, cpu-2.13 or gpu-2.13." >&2; exit 2 ;;
     esac
-    local args=(--build-arg "REGION=$REGION" --build-arg "DLC_ACCOUNT=$DLC_ACCOUNT" --build-arg "BASE_TAG=$base_tag")
-    if [ -n "${BASE_IMAGE:-}" ]; then args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
+}
+
+build() {  # variant tag
+    local variant="${1:?variant cpu|gpu|cpu-2.13|gpu-2.13}" tag="${2:?tag}" base
+    require_region
+    base="$(base_image "$variant")" || exit 2  # an unknown variant, even with BASE_IMAGE set
+    base="${BASE_IMAGE:-$base}"
+    local args=(--build-arg "BASE_IMAGE=$base")
     if [ -n "${NUMPY_REQUIREMENT:-}" ]; then args+=(--build-arg "NUMPY_REQUIREMENT=$NUMPY_REQUIREMENT"); fi
     # The classic builder unless DOCKER_BUILDKIT says otherwise: the Dockerfile needs nothing of BuildKit,
     # and not every Docker installation has buildx.
@@ -58,7 +73,7 @@ build() {  # variant tag
 }
 
 push() {  # variant tag
-    local variant="${1:?variant cpu|gpu}" tag="${2:?tag}" remote
+    local variant="${1:?variant cpu|gpu|cpu-2.13|gpu-2.13}" tag="${2:?tag}" remote
     require_region
     aws ecr describe-repositories --region "$REGION" --repository-names "$IMAGE_REPO" > /dev/null 2>&1 \
         || aws ecr create-repository --region "$REGION" --repository-name "$IMAGE_REPO" \
@@ -74,15 +89,23 @@ push() {  # variant tag
     echo "IMAGE_DIGEST=$digest"
 }
 
-default_tag() {
-    git rev-parse --short=7 HEAD 2>/dev/null || date -u +%Y%m%d%H%M%S
+default_tag() {  # a valid Docker tag that names the source
+    local commit="${CODEBUILD_RESOLVED_SOURCE_VERSION:-}"
+    if [[ "$commit" =~ ^[0-9a-f]{7,40}$ ]]; then
+        echo "${commit:0:7}"
+    elif commit="$(git rev-parse --short=7 HEAD 2> /dev/null)" && [ -n "$commit" ]; then
+        echo "$commit"
+    else  # an S3 source (no commit) or a copy without .git
+        echo "build-${CODEBUILD_BUILD_NUMBER:-local}-$(date -u +%Y%m%d%H%M%S)"
+    fi
 }
 
 case "${1:-cpu}" in
     login) login ;;
     build) shift; build "$@" ;;
     push) shift; push "$@" ;;
-    cpu|gpu)
+    tag) default_tag ;;
+    cpu|gpu|cpu-2.13|gpu-2.13)
         variant="${1:-cpu}"
         tag="${2:-$(default_tag)}"
         login
@@ -92,5 +115,5 @@ case "${1:-cpu}" in
         fi
         push "$variant" "$tag"
         ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

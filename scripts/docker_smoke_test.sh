@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Smoke test of the Docker image, the way SageMaker runs it, with no network at all:
 #   1. build the image (skip with SKIP_BUILD=1 to test an image you already have);
-#   2. what is in the image: torch and numpy work together, root user, nothing under /opt/ml, the
+#   2. what is in the image: torch and numpy work together, root user, no files under /opt/ml, the
 #      bind-to-port label, OpenMP's wait policy defaults to PASSIVE (and `-e` overrides it), the local
 #      tools (lstm_ad_local) are not installed;
 #   3. `docker run IMAGE` (no argument = train) on generated CSV data in a fake /opt/ml,
 #      checking the model files, the metric lines and the absence of a failure file;
-#   4. a bad hyperparameter: exit 2 and /opt/ml/output/failure naming it; an unknown command: exit 2;
+#   4. a bad hyperparameter: exit 2 and /opt/ml/output/failure naming it; a GPU device file that torch
+#      cannot use (a file mounted at /dev/nvidia0): exit 2 and a failure file saying so; an unknown
+#      command: exit 2;
 #   5. SIGTERM (docker stop) during training: the model learnt so far is saved, exit 0;
 #   6. `docker run IMAGE serve` on the trained model: cold start (docker run to the first 200 on
 #      /ping), /execution-parameters, /invocations in CSV and JSON (one output row per input row,
@@ -80,10 +82,11 @@ log "what is in the image"
 docker run --rm --network none --entrypoint python3 "$IMAGE" -c \
     "import numpy, torch, sys; torch.zeros(1).numpy(); print('python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__)" \
     || fail "torch and numpy do not work together in the image"
-# The SageMaker container contract: root (SageMaker expects it), nothing of ours under /opt/ml (mounted
-# over at run time), the bind-to-port capability declared, port 8080 exposed.
+# The SageMaker container contract: root (SageMaker expects it), no files under /opt/ml (mounted over at
+# run time; AWS's PyTorch 2.13 images have its empty folders, which do no harm), the bind-to-port
+# capability declared, port 8080 exposed.
 [ "$(docker run --rm --network none --entrypoint id "$IMAGE" -u)" = 0 ] || fail "the image does not run as root"
-docker run --rm --network none --entrypoint sh "$IMAGE" -c 'test ! -e /opt/ml' \
+docker run --rm --network none --entrypoint sh "$IMAGE" -c 'test -z "$(find /opt/ml ! -type d 2> /dev/null)"' \
     || fail "the image ships files under /opt/ml, which SageMaker mounts over"
 label="$(docker image inspect -f '{{index .Config.Labels "com.amazonaws.sagemaker.capabilities.accept-bind-to-port"}}' "$IMAGE")"
 [ "$label" = true ] || fail "the image lacks the label com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
@@ -126,6 +129,18 @@ docker run --rm --network none -v "$WORK/bad:/opt/ml" "$IMAGE" train > "$WORK/ba
 grep -q 'hidden-size' "$WORK/bad/output/failure" || fail "the failure file does not name hidden-size"
 echo "failure file: $(head -c 200 "$WORK/bad/output/failure")"
 [ ! -e "$WORK/bad/model/$WEIGHTS" ] || fail "a failed job left model weights"
+
+log "train on a GPU host whose GPU torch cannot use (a file at /dev/nvidia0): exit 2 and a failure file"
+opt_ml "$WORK/gpu" "$TINY"
+: > "$WORK/nvidia0"
+status=0
+docker run --rm --network none -v "$WORK/gpu:/opt/ml" -v "$WORK/nvidia0:/dev/nvidia0" "$IMAGE" train \
+    > "$WORK/gpu.log" 2>&1 || status=$?
+[ "$status" = 2 ] || { cat "$WORK/gpu.log"; fail "training beside an unusable /dev/nvidia0 exited $status, expected 2"; }
+grep -q 'This host has 1 NVIDIA GPU (/dev/nvidia\*), but torch .* cannot use it' "$WORK/gpu/output/failure" \
+    || { cat "$WORK/gpu/output/failure"; fail "the failure file does not say that torch cannot use the GPU"; }
+echo "failure file: $(head -c 200 "$WORK/gpu/output/failure")"
+[ ! -e "$WORK/gpu/model/$WEIGHTS" ] || fail "a job that refused the host left model weights"
 
 log "an unknown command exits 2"
 status=0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make the two local base images the image tests build on, where no image registry is reachable.
+# Make the local base images the image tests build on, where no image registry is reachable.
 # Each is made only when `docker image inspect` does not find it (they are kept between runs).
 #
 #   lstm-ad-base/pytorch-2.1-py310:standin  a stand-in of AWS's PyTorch 2.1 / Python 3.10 SageMaker
@@ -9,8 +9,18 @@
 #   lstm-ad-base/bookworm-py311:standin     the slim variant's base: Debian bookworm's own Python
 #       3.11 in a venv at /opt/venv (first on PATH) with a CPU-only torch 2.13.0 (the local wheel
 #       in $TORCH_WHEEL_DIR, else PyTorch's CPU index).  About 1 GB.
+#   lstm-ad-base/pytorch-2.13-dlc:standin   a stand-in of AWS's PyTorch 2.13 SageMaker image (CPU, Amazon
+#       Linux 2023, Python 3.12), made from the one above (so it is made first): what matters to our
+#       Dockerfile is copied from AWS's (aws/deep-learning-containers docker/pytorch/Dockerfile.cpu and
+#       2.13/cpu/uv.lock at e0ecedea): a venv at /opt/venv first on PATH with torch 2.13.0 and numpy 2.4.4,
+#       pandas 2.3.3, scipy 1.17.1, flask 3.1.3, gunicorn 25.3.0; the training toolkit's `train` console
+#       script on PATH (a stand-in that fails if it ever runs); empty /opt/ml folders; WORKDIR /workspace;
+#       an ENTRYPOINT of its own (start_with_right_hostname.sh, here one that fails if it ever runs).
+#       Not copied: Python 3.12 (the stand-in has Debian's 3.11: PyTorch's CPU index, the only source of a
+#       CPU torch for 3.12, is not reachable from CI, and PyPI's Linux torch is the CUDA build, ~3 GB with
+#       its libraries), Amazon Linux itself, OpenMPI and the rest of AWS's packages.  About 1.2 GB.
 #
-# Usage: scripts/make_base_images.sh [py310|py311 ...]   (default: both)
+# Usage: scripts/make_base_images.sh [py310|py311|dlc213 ...]   (default: all three)
 #
 # Debian's packages come from $DEBIAN_MIRROR over http, Python packages from PyPI over https.
 # Both bases carry this machine's CA bundle and a pip.conf pointing at it, so that pip in
@@ -29,6 +39,9 @@ SUITE=bookworm
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 PY310_IMAGE="lstm-ad-base/pytorch-2.1-py310:standin"
 PY311_IMAGE="lstm-ad-base/bookworm-py311:standin"
+DLC213_IMAGE="lstm-ad-base/pytorch-2.13-dlc:standin"
+# The versions in AWS's PyTorch 2.13 CPU image (docker/pytorch/2.13/cpu/uv.lock at e0ecedea, 2026-08-21).
+DLC213_PACKAGES="numpy==2.4.4 pandas==2.3.3 scipy==1.17.1 flask==3.1.3 gunicorn==25.3.0"
 PY310_PREFIX="${PY310_PREFIX:-$(pyenv root 2>/dev/null || echo /root/.pyenv)/versions/3.10.13}"
 TORCH_WHEEL_DIR="${TORCH_WHEEL_DIR:-/opt/wheels}"
 TORCH_SLIM_VERSION="${TORCH_SLIM_VERSION:-2.13.0}"
@@ -138,21 +151,55 @@ make_py311() {
          python3 -c 'import torch; print(\"torch\", torch.__version__)'"
 }
 
+# From the py311 base (no debootstrap): AWS's package versions and layout, then docker commit with its
+# WORKDIR, ENTRYPOINT and CMD.
+make_dlc213() {
+    local builder="lstm-ad-base-builder-$$" toolkit_train
+    have_image "$PY311_IMAGE" || die "$DLC213_IMAGE is made from $PY311_IMAGE, which is missing"
+    toolkit_train='#!/opt/venv/bin/python
+# Stand-in for the SageMaker training toolkit console script (sagemaker_training.cli.train:main).
+import sys
+sys.exit("the base image training toolkit ran: the image should have replaced this train")'
+    docker rm -f "$builder" > /dev/null 2>&1 || true
+    log "installing AWS's package versions in a container of $PY311_IMAGE"
+    if ! docker run --name "$builder" -v "$CACHE/wheels:/wheel-cache" "$PY311_IMAGE" bash -euc "
+         $(install_from_wheel_cache py311-dlc213 "$DLC213_PACKAGES" /opt/venv/bin/python)
+         printf '%s\n' '$toolkit_train' > /opt/venv/bin/train && chmod +x /opt/venv/bin/train
+         printf '%s\n' '#!/bin/bash' 'echo \"the base image entrypoint ran: \$*\" >&2' 'exit 3' \
+             > /usr/local/bin/start_with_right_hostname.sh && chmod +x /usr/local/bin/start_with_right_hostname.sh
+         mkdir -p /opt/ml/input/data /opt/ml/model /opt/ml/output /opt/ml/code /workspace
+         python3 -c 'import numpy, pandas, scipy, torch; print(\"torch\", torch.__version__, \"numpy\", numpy.__version__)'"; then
+        docker rm -f "$builder" > /dev/null
+        die "installing the packages of $DLC213_IMAGE failed (output above)"
+    fi
+    docker commit --change 'WORKDIR /workspace' \
+        --change 'ENV SAGEMAKER_TRAINING_MODULE=sagemaker_pytorch_container.training:main' \
+        --change 'ENV DLC_CONTAINER_TYPE=training' \
+        --change 'ENTRYPOINT ["bash", "-m", "start_with_right_hostname.sh"]' --change 'CMD ["/bin/bash"]' \
+        "$builder" "$DLC213_IMAGE" > /dev/null
+    docker rm "$builder" > /dev/null
+    log "made $DLC213_IMAGE ($(( $(docker image inspect -f '{{.Size}}' "$DLC213_IMAGE") / 1000000 )) MB)"
+}
+
 mkdir -p "$CACHE"
 docker info > /dev/null 2>&1 || die "no Docker engine answers: run scripts/docker_engine.sh start"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(py310 py311)
+[ ${#targets[@]} -gt 0 ] || targets=(py310 py311 dlc213)
 for target in "${targets[@]}"; do
     case "$target" in
         py310) image="$PY310_IMAGE" ;;
         py311) image="$PY311_IMAGE" ;;
-        *) die "unknown base $target: use py310 or py311" ;;
+        dlc213) image="$DLC213_IMAGE" ;;
+        *) die "unknown base $target: use py310, py311 or dlc213" ;;
     esac
     if have_image "$image"; then
         log "$image exists: kept"
         continue
     fi
-    need_debootstrap
+    if [ "$target" = dlc213 ] && ! have_image "$PY311_IMAGE"; then
+        "$0" py311
+    fi
+    [ "$target" = dlc213 ] || need_debootstrap
     start=$SECONDS
     "make_$target"
     log "$image made in $(( SECONDS - start )) s"

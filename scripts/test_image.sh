@@ -6,22 +6,24 @@
 #   1. a Docker engine: the one that answers, else Debian's docker.io started here (and stopped at
 #      the end: scripts/docker_engine.sh);
 #   2. the local base images, made when missing (scripts/make_base_images.sh; kept between runs);
-#   3. two builds of the Dockerfile, only BASE_IMAGE and NUMPY_REQUIREMENT changed:
-#        lstm-ad:ci-py310  the default, listing-compatible image (PyTorch 2.1 / Python 3.10 stand-in)
-#        lstm-ad:ci-slim   the slim variant (Debian's Python 3.11, CPU torch 2.13, numpy 2)
+#   3. three builds of the Dockerfile, only BASE_IMAGE (and, for slim, NUMPY_REQUIREMENT) changed:
+#        lstm-ad:ci-py310   the default, listing-compatible image (PyTorch 2.1 / Python 3.10 stand-in)
+#        lstm-ad:ci-dlc213  on a stand-in of AWS's patched PyTorch 2.13 image (venv at /opt/venv, numpy 2.4,
+#                           the toolkit's `train` on PATH, /opt/ml folders, an ENTRYPOINT of its own)
+#        lstm-ad:ci-slim    the slim variant (Debian's Python 3.11, CPU torch 2.13, numpy 2)
 #   4. scripts/docker_smoke_test.sh on each (--network none), printing per image
 #        image=<tag> size_mb=<N> cold_start_s=<X> smoke=ok
 #      then scripts/docker_distributed_test.sh (two containers algo-1, algo-2 on an internal network)
 #        image=<tag> distributed=ok peer_failure_s=<X>
 #   5. the listing's client flow with the SageMaker Python SDK v2 in local mode against the default
 #      image (tests/test_image_sdk_local.py; needs docker-compose, installed here when missing).
-# Fails (non-zero) when any step fails. Environment: IMAGES="py310 slim" (the default) selects the
+# Fails (non-zero) when any step fails. Environment: IMAGES="py310 dlc213 slim" (the default) selects the
 # builds; SDK_TEST=0 skips step 5; LSTM_AD_CACHE (default /var/cache/lstm-ad) holds the caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE="${LSTM_AD_CACHE:-/var/cache/lstm-ad}"
-IMAGES="${IMAGES:-py310 slim}"
+IMAGES="${IMAGES:-py310 dlc213 slim}"
 export DOCKER_BUILDKIT=0  # the Dockerfile needs nothing of BuildKit; Debian's docker.io has no buildx
 
 log() { printf '\n[test_image %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -37,15 +39,24 @@ trap 'exit 143' TERM
 log "Docker engine: ${engine#engine=} ($(docker version -f '{{.Server.Version}}'))"
 
 started=$SECONDS
-bash scripts/make_base_images.sh
+bases=()  # the bases the selected variants build on
+for variant in $IMAGES; do
+    case "$variant" in
+        py310) bases+=(py310) ;;
+        dlc213) bases+=(py311 dlc213) ;;  # the 2.13 stand-in is made from the py311 base
+        slim) bases+=(py311) ;;
+    esac
+done
+bash scripts/make_base_images.sh "${bases[@]}"
 log "base images ready in $(( SECONDS - started )) s"
 
-build() {  # tag base numpy-requirement
-    local tag="$1" old
+build() {  # tag base [numpy-requirement; default: the Dockerfile's (auto)]
+    local tag="$1" old args=(--build-arg "BASE_IMAGE=$2")
+    if [ -n "${3:-}" ]; then args+=(--build-arg "NUMPY_REQUIREMENT=$3"); fi
     old="$(docker image inspect -f '{{.Id}}' "$tag" 2> /dev/null || true)"
     log "building $tag on $2"
     local start=$SECONDS
-    docker build --build-arg "BASE_IMAGE=$2" --build-arg "NUMPY_REQUIREMENT=$3" -t "$tag" . > "$CACHE/build-${tag//[:\/]/-}.log" 2>&1 \
+    docker build "${args[@]}" -t "$tag" . > "$CACHE/build-${tag//[:\/]/-}.log" 2>&1 \
         || { tail -40 "$CACHE/build-${tag//[:\/]/-}.log"; fail "docker build of $tag failed (log: $CACHE/build-${tag//[:\/]/-}.log)"; }
     echo "built $tag in $(( SECONDS - start )) s"
     # The previous build of this tag is now untagged: remove it, or every CI run would leave one more
@@ -60,9 +71,13 @@ build() {  # tag base numpy-requirement
 summary=()
 for variant in $IMAGES; do
     case "$variant" in
-        py310) tag=lstm-ad:ci-py310; build "$tag" lstm-ad-base/pytorch-2.1-py310:standin "numpy<2" ;;
+        py310) tag=lstm-ad:ci-py310; build "$tag" lstm-ad-base/pytorch-2.1-py310:standin ;;  # auto: numpy<2
+        dlc213) tag=lstm-ad:ci-dlc213; build "$tag" lstm-ad-base/pytorch-2.13-dlc:standin  # NUMPY_REQUIREMENT auto
+            docker run --rm --network none --entrypoint python3 "$tag" -c \
+                "import numpy; assert numpy.__version__ == '2.4.4', numpy.__version__" \
+                || fail "the build changed the base's numpy 2.4.4 (NUMPY_REQUIREMENT auto must keep it)" ;;
         slim) tag=lstm-ad:ci-slim; build "$tag" lstm-ad-base/bookworm-py311:standin "numpy>=2,<3" ;;
-        *) fail "unknown image variant $variant (use py310 and/or slim)" ;;
+        *) fail "unknown image variant $variant (use py310, dlc213 and/or slim)" ;;
     esac
     log "smoke test of $tag"
     IMAGE="$tag" SKIP_BUILD=1 bash scripts/docker_smoke_test.sh | tee "$CACHE/smoke.log" \

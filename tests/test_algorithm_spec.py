@@ -176,11 +176,17 @@ def test_hyperparameters_come_from_the_schema(request_dict: dict[str, Any]) -> N
     specs = request_dict["TrainingSpecification"]["SupportedHyperParameters"]
     assert [h["Name"] for h in specs] == [spec.name for spec in SCHEMA]
     for h, spec in zip(specs, SCHEMA, strict=True):
+        assert (h["IsTunable"], h["IsRequired"]) == (spec.tunable, False)
+        if spec.choices:  # AlgorithmEstimator checks str(value) in Values
+            assert (h["Type"], h["Range"]) == ("Categorical", {"CategoricalParameterRangeSpecification": {
+                "Values": list(spec.choices)}})
+            assert h["DefaultValue"] in spec.choices
+            continue
         kind = "Integer" if spec.type is int else "Continuous"
         bounds = h["Range"][f"{kind}ParameterRangeSpecification"]
         cast = int if spec.type is int else float  # what AlgorithmEstimator applies to the strings
         assert (h["Type"], cast(bounds["MinValue"]), cast(bounds["MaxValue"])) == (kind, spec.min, spec.max)
-        assert (h["IsTunable"], h["IsRequired"]) == (spec.tunable, False)
+    assert [h["Name"] for h in specs if h["Type"] == "Categorical"] == ["default-output"]
     defaults = parse_hyperparameters({h["Name"]: h["DefaultValue"] for h in specs})
     assert defaults == Hyperparameters()
 
@@ -278,10 +284,17 @@ def test_estimator_fills_defaults_that_train_parses(estimator: Any) -> None:
     assert parsed.epochs == Hyperparameters().epochs
 
 
+@pytest.mark.parametrize("value", ["none", "alarm", "attribution", "alarm,attribution"])
+def test_estimator_passes_every_default_output_that_train_parses(estimator: Any, value: str) -> None:
+    sent = estimator(hyperparameters={"default-output": value}).hyperparameters()["default-output"]
+    assert sent == value and parse_hyperparameters({"default-output": str(sent)}).default_output == value
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"hyperparameters": {"hidden-size": 0}}, "Invalid value"),
     ({"hyperparameters": {"calibration-fraction": 2.0}}, "Invalid value"),
     ({"hyperparameters": {"hidden_size": 8}}, "Invalid hyperparameter"),
+    ({"hyperparameters": {"default-output": "alarms"}}, "Invalid value"),
     ({"input_mode": "FastFile"}, "Invalid input mode"),
     ({"instance_type": "ml.p4d.24xlarge"}, "Invalid instance_type"),
 ])
@@ -315,8 +328,11 @@ def test_estimator_channel_rules(estimator: Any) -> None:
 
 def test_markdown_tables_list_every_hyperparameter_and_metric() -> None:
     tables = markdown_tables()
+    kinds = {int: "integer", float: "float", str: "categorical"}
     for spec in SCHEMA:
-        assert f"| `{spec.name}` | {'integer' if spec.type is int else 'float'} |" in tables
+        assert f"| `{spec.name}` | {kinds[spec.type]} |" in tables
+    assert ('| `default-output` | categorical | none | one of "none", "alarm", "attribution", "alarm,attribution" |'
+            in tables)
     for metric in METRICS:
         assert f"| `{metric.name}` | `{metric.regex}` |" in tables
 

@@ -18,7 +18,8 @@ from lstm_ad.errors import UserError
 from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.predictor import Predictor, ScoreResult
 from lstm_ad.sagemaker.app import create_app
-from lstm_ad.sagemaker.server import visible_gpus, worker_device
+from lstm_ad.sagemaker.gpus import visible_gpus
+from lstm_ad.sagemaker.server import worker_device
 from lstm_ad.sagemaker.settings import ServeSettings, available_memory_bytes, settings_from_env
 from lstm_ad.training import train
 
@@ -455,3 +456,45 @@ def test_a_bad_lstm_ad_output_stops_serve_naming_the_variable() -> None:
     with pytest.raises(UserError, match="LSTM_AD_OUTPUT.*unknown output 'alrm'"):
         settings_from_env({"LSTM_AD_OUTPUT": "alrm"}, cpus=2)
     assert settings_from_env({"LSTM_AD_OUTPUT": " Alarm , attribution "}, cpus=2).outputs == {"alarm", "attribution"}
+    assert settings_from_env({"LSTM_AD_OUTPUT": "none"}, cpus=2).outputs == frozenset()  # chosen: no extras
+    assert settings_from_env({"LSTM_AD_OUTPUT": " "}, cpus=2).outputs is None  # not chosen: the model's default
+
+
+# --- hostile input: quoted short, escaped, on one line, in the answer and the log ------------------
+
+HUGE = "x" * 60_000
+LONG_INPUTS = [
+    # (id, headers, body, status, the quotation the one-line answer holds)
+    ("60 KB cell", {"Content-Type": "text/csv"}, lines(*GOOD_ROWS[:3], "1.0," + HUGE, *GOOD_ROWS[4:]), 400,
+     "line 4, column 2: '" + "x" * 37 + "...'"),
+    ("60 KB first cell", {"Content-Type": "text/csv"}, lines(HUGE + ",1", *GOOD_ROWS), 400,
+     "line 1, column 1: '" + "x" * 37 + "...'"),
+    ("control characters", {"Content-Type": "text/csv"}, lines(*GOOD_ROWS[:2], "1.0,\x01\x02" + "\x7f" * 60), 400,
+     "line 3, column 2: '\\x01\\x02" + "\\x7f" * 7 + "...'"),  # 9 escapes of 4 characters and '...': 39
+    ("semicolons", {"Content-Type": "text/csv"}, lines("1;" * 30_000 + "1", *GOOD_ROWS), 400,
+     "line 1: '" + "1;" * 18 + "1...'"),
+    ("json cell", {"Content-Type": "application/json"}, json.dumps([[1, 2], [3, HUGE]]).encode(), 400,
+     "row 2, column 2: '\"" + "x" * 36 + "...'"),
+    ("content type", {"Content-Type": "text/" + HUGE[:5000]}, csv_bytes(SERIES), 415,
+     "Content-Type 'text/" + "x" * 32 + "...'"),
+    ("accept", {"Content-Type": "text/csv", "Accept": "image/" + HUGE[:5000]}, csv_bytes(SERIES), 406,
+     "Accept 'image/" + "x" * 31 + "...'"),
+    ("output name", {"Content-Type": "text/csv", "Accept": "text/csv; output=" + HUGE[:5000]}, csv_bytes(SERIES),
+     400, "unknown output '" + "x" * 37 + "...'"),
+]
+
+
+@pytest.mark.parametrize("headers, body, status, quoted", [case[1:] for case in LONG_INPUTS],
+                         ids=[case[0] for case in LONG_INPUTS])
+def test_hostile_input_is_quoted_at_most_40_characters_long(client, caplog: pytest.LogCaptureFixture,
+                                                            headers: dict, body: bytes, status: int,
+                                                            quoted: str) -> None:
+    with caplog.at_level(logging.INFO, logger="lstm_ad.sagemaker.app"):
+        response = client.post("/invocations", data=body, headers=headers)
+    assert response.status_code == status
+    text = response.data.decode()
+    assert quoted in text and text.count("\n") == 1 and len(text) < 400, text
+    if status == 400:  # the log line is the answer's sentence
+        logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Rejected request (400)")]
+        assert logged == [f"Rejected request (400): {text.strip()}"]
+    assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200

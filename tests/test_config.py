@@ -92,3 +92,33 @@ def test_listing_example_configuration_is_accepted():
         "num-layers": "2", "dropout": "0.5", "lr": "0.001", "batch-size": "128", "epochs": "100",
     })
     assert (hp.context_length, hp.prediction_length, hp.dropout, hp.epochs) == (100, 10, 0.5, 100)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("alarm,attribution", "alarm,attribution"),  # SDK v2 and v3 send a string unchanged
+    ('"alarm"', "alarm"),  # framework estimators: json.dumps of a string
+    (" Attribution ", "attribution"),
+    ("none", "none"),
+])
+def test_default_output_is_one_of_its_categories(raw, expected):
+    hp = parse_hyperparameters({"default-output": raw})
+    assert hp.default_output == expected
+    assert hp.to_json()["default-output"] == expected
+    assert Hyperparameters.from_json(json.loads(json.dumps(hp.to_json()))) == hp  # stored in model.json
+
+
+@pytest.mark.parametrize("raw", ["alarms", "attribution,alarm", "1", "", "null"])
+def test_default_output_refuses_anything_else_and_names_the_choices(raw):
+    with pytest.raises(HyperparameterError) as info:
+        parse_hyperparameters({"default-output": raw})
+    assert info.value.problems == [f'`default-output` must be one of "none", "alarm", "attribution", '
+                                   f'"alarm,attribution", got {json.dumps(raw)}']
+
+
+def test_a_long_value_is_quoted_short():
+    """A hyperparameter value may be 2,500 characters; the failure file's first 1,024 become FailureReason."""
+    with pytest.raises(HyperparameterError) as info:
+        parse_hyperparameters({"epochs": "9" * 2500, "default-output": "x" * 2500})
+    assert info.value.problems == ['`epochs` must be in [1, 100000], got "' + "9" * 36 + "...",
+                                   '`default-output` must be one of "none", "alarm", "attribution", '
+                                   '"alarm,attribution", got "' + "x" * 36 + "..."]

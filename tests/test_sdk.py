@@ -8,11 +8,15 @@ parameters and checks them against what the container parses and prints.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # before the first sagemaker import
@@ -26,7 +30,9 @@ from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerPar
 from lstm_ad.hyperparameters import SCHEMA  # noqa: E402
 from lstm_ad.sagemaker import metrics  # noqa: E402
 from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters  # noqa: E402
-from lstm_ad_local import algorithm_spec  # noqa: E402
+from lstm_ad_local import algorithm_spec, demo_data  # noqa: E402
+from lstm_ad_local.jobs import run_training_job  # noqa: E402
+from lstm_ad_local.transform import run_transform_job  # noqa: E402
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -221,3 +227,79 @@ def test_tuning_job_objective_is_a_final_metric_and_ranges_parse(aws: StubbedSag
     final = {metric.name for metric in metrics.METRICS if metric.final}
     assert objective["MetricName"] in final
     assert objective["MetricName"] in {d["Name"] for d in definition["AlgorithmSpecification"]["MetricDefinitions"]}
+
+
+# --- a Marketplace buyer's batch transform, as the notebook runs it ----------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "lstm_ad.ipynb"
+PRODUCT_ID = "prod-lstmad12345"
+
+
+def notebook_cell(marker: str) -> str:
+    """The source of the notebook's code cell that contains `marker`."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    found = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])]
+    assert len(found) == 1, (marker, len(found))
+    return found[0]
+
+
+def notebook_hyperparameters() -> dict[str, Any]:
+    """HYPERPARAMETERS as the notebook's cell makes them (quick settings, generated data)."""
+    namespace: dict[str, Any] = {"QUICK": True, "DATA": "demo", "UCR_FILE": Path("absent"), "pd": pd}
+    exec(notebook_cell("HYPERPARAMETERS = {"), namespace)
+    return namespace["HYPERPARAMETERS"]
+
+
+def _completed_model_package(name: str) -> dict[str, Any]:
+    """A model package made from a Marketplace algorithm: its container carries the product's id."""
+    return {"ModelPackageName": name, "ModelPackageArn": _arn("model-package", name),
+            "CreationTime": datetime.now(timezone.utc), "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            "InferenceSpecification": {"Containers": [{"Image": IMAGE, "ProductId": PRODUCT_ID}],
+                                       "SupportedContentTypes": ["text/csv"],
+                                       "SupportedResponseMIMETypes": ["text/csv"]}}
+
+
+@pytest.mark.slow
+def test_marketplace_transform_gets_the_optional_outputs_from_the_model(aws: StubbedSageMaker, tmp_path: Path) -> None:
+    """SDK v2 drops a transformer's env= for a Marketplace algorithm (DescribeAlgorithm has a ProductId), so
+    LSTM_AD_OUTPUT never reaches a buyer's container; the notebook asks at training (default-output), the
+    model keeps it, and the transform job's answers carry the columns the notebook reads and counts."""
+    listing = {**_describe_algorithm_response(), "ProductId": PRODUCT_ID}
+    aws.expect("describe_algorithm", listing)
+    estimator = AlgorithmEstimator(algorithm_arn=ALGORITHM_ARN, role=ROLE, instance_count=1, instance_type=INSTANCE,
+                                   hyperparameters=notebook_hyperparameters(), sagemaker_session=aws.session,
+                                   output_path="s3://lstm-ad-test-bucket/output")
+    sent = _fit(aws, estimator, {"training": "s3://lstm-ad-test-bucket/train/"})["HyperParameters"]
+    assert sent["default-output"] == "alarm,attribution"
+    job = estimator.latest_training_job.name
+    aws.expect("describe_training_job", _completed_training_job(job))
+    aws.expect("create_model_package", {"ModelPackageArn": _arn("model-package", "package")})
+    for _ in range(3):  # the SDK waits for the package, then reads it twice more
+        aws.expect("describe_model_package", _completed_model_package("package"))
+    aws.expect("create_model", {"ModelArn": _arn("model", "model")})
+    aws.expect("create_transform_job", {"TransformJobArn": _arn("transform-job", "transform")})
+    transformer = estimator.transformer(instance_count=1, instance_type=INSTANCE, accept="text/csv", max_payload=100,
+                                        max_concurrent_transforms=1, env={"LSTM_AD_OUTPUT": "alarm,attribution"},
+                                        output_path="s3://lstm-ad-test-bucket/predictions")
+    transformer.transform("s3://lstm-ad-test-bucket/test/", content_type="text/csv", wait=False, logs=False)
+    request = aws.request("CreateTransformJob")
+    assert "Environment" not in request  # the SDK dropped it: only the model can ask for the outputs
+    assert aws.request("CreateModel")["EnableNetworkIsolation"] is True
+
+    # The buyer's training and transform jobs, locally: the strings the SDK sent, and no environment.
+    demo = demo_data.write_demo_data(tmp_path / "data", train_rows=1200, test_rows=600)
+    model = run_training_job({"training": demo.train.parent}, sent, tmp_path / "model", echo=None).model_artifact
+    out_file, = run_transform_job(model, demo.test.parent, tmp_path / "predictions").outputs
+    test_values = np.loadtxt(demo.test, delimiter=",")
+    namespace: dict[str, Any] = {"out_file": out_file, "test_values": test_values, "pd": pd}
+    exec(notebook_cell("output = pd.read_csv(out_file, header=None)"), namespace)  # the notebook's reading cell
+    assert list(namespace["output"].columns) == ["score", "pred_1", "pred_2", "pred_3", "alarm",
+                                                 "attr_1", "attr_2", "attr_3"]
+    assert namespace["output"]["alarm"].dropna().isin([0, 1]).all()
+
+    narrow = tmp_path / "narrow.csv.out"  # what the notebook read before: the listing's four columns only
+    narrow.write_text("".join(",".join(line.split(",")[:4]) + "\n" for line in out_file.read_text().splitlines()))
+    with pytest.raises(ValueError, match=r"narrow\.csv\.out has 4 columns, expected 8 \(score,pred_1,pred_2,pred_3,"
+                                         r"alarm,attr_1,attr_2,attr_3\): train with default-output"):
+        exec(notebook_cell("output = pd.read_csv(out_file, header=None)"), {**namespace, "out_file": narrow})

@@ -201,6 +201,35 @@ def test_lstm_ad_output_sets_the_layout_of_every_answer(trained: Path, predictor
         server.stop()
 
 
+def test_default_output_stored_at_training_sets_every_answer(tmp_path: Path) -> None:
+    """The Marketplace buyer's batch transform: no env reaches the container (SDK v2's AlgorithmEstimator drops
+    it), so the model's own default-output chooses the columns; LSTM_AD_OUTPUT and requests still win."""
+    base = tmp_path / "opt_ml"
+    train(base, {**TINY_HYPERPARAMETERS, "default-output": "alarm,attribution"}, sine_series(400, columns=2))
+    model = Predictor.load(base / "model")
+    series = sine_series(130, columns=2, seed=4)
+    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS="1", LSTM_AD_TORCH_THREADS="1")
+    try:
+        server.wait_ready()
+        response = server.post_csv(csv_bytes(series))
+        assert response.status_code == 200, response.text
+        assert response.content == encode_csv(model.score(series, alarm=True, attribution=True))
+        assert parse_answer(response.text).shape == (130, 6)  # score, 2 predictions, alarm, 2 attributions
+        plain = server.post_csv(csv_bytes(series), Accept="text/csv; output=none")  # a request may opt out
+        assert plain.content == encode_csv(model.score(series))
+    finally:
+        server.stop()
+    assert ("optional outputs unless a request chooses: alarm,attribution (the model's default-output)"
+            in (base / "serve.log").read_text())
+    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS="1", LSTM_AD_TORCH_THREADS="1", LSTM_AD_OUTPUT="alarm")
+    try:  # the container's environment wins over the model's default
+        server.wait_ready()
+        assert server.post_csv(csv_bytes(series)).content == encode_csv(model.score(series, alarm=True))
+    finally:
+        server.stop()
+    assert "optional outputs unless a request chooses: alarm (LSTM_AD_OUTPUT)" in (base / "serve.log").read_text()
+
+
 def gappy_series() -> np.ndarray:
     series = sine_series(160, columns=2, seed=12)
     series[60:70, 0] = np.nan  # a gap in one column

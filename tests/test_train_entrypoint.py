@@ -155,7 +155,9 @@ def _with_text(text: str):
          r"The error model would have 30000 dimensions \(prediction-length 10 x 3000 columns\); at most 4096 "
          r"can be fitted\. Lower `prediction-length` to at most 1"),
         ({}, {"a.csv": GOOD}, _with_text("1,2\n3," + "9" * 200_000 + "\n"),
-         r"bad\.csv, line 2, column 2: '9{40}\.\.\.' is not a finite number"),
+         r"bad\.csv, line 2, column 2: '9{37}\.\.\.' is not a finite number"),
+        ({}, {"a.csv": GOOD}, _with_text("1,2\n3," + "x" * 60_000 + "\n"),  # quoted at most 40 characters long
+         r"bad\.csv, line 2, column 2: 'x{37}\.\.\.' is not a number\. Every cell must be a plain decimal number"),
         ({}, {"a.csv": GOOD}, _with_text("1;2\n3;4\n"), r"bad\.csv, line 1, column 1: '1;2' holds a semicolon"),
         ({}, {"a.csv": GOOD}, lambda base: (base / "input/data/training/a.csv").write_text(
             "".join(f"{v:.4f},\n" for v in GOOD[:, 0])),
@@ -177,6 +179,7 @@ def test_bad_input_fails_with_a_reason(tmp_path, hyperparameters, files, tweak, 
     failure = (base / "output" / "failure").read_text()
     assert re.search(reason, failure[:1024]), failure
     assert "Traceback" not in failure  # user errors need no traceback
+    assert len(failure) <= 1024 and len(max(result.stdout.splitlines(), key=len)) < 2000  # FailureReason holds it
     model = base / "model"
     if model.is_file():  # the case that put a file where the model folder goes: left as it was
         assert model.read_text() == "not a folder"

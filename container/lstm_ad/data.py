@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, excerpt
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,6 @@ class Series:
 # full-width digits, which the fast path refuses, so the scan checks cells with this instead.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-EXCERPT_CHARS = 40  # a bad cell is quoted at most this long in errors (answers and logs)
-
-
-def excerpt(text: str) -> str:
-    """A short, escaped quotation of user input for an error message."""
-    short = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
-    return repr(short)
 
 
 def parse_csv(content: str | bytes, source: str, columns: int | None = None) -> np.ndarray:

@@ -6,7 +6,33 @@ escapes is an algorithm error (a bug or an environment problem). The SageMaker s
 turns the first into exit code 2 / HTTP 4xx and the second into exit code 1 / HTTP 500.
 (tensor_files.UnreadableTensorFile, a ValueError, stays beside the reader that raises it; the predictor
 reports it as an ArtifactError.)
+Messages quote user input through `excerpt`, never in full.
 """
+
+EXCERPT_CHARS = 40  # user input is quoted at most this long in errors (answers, logs, failure files)
+
+
+def excerpt(text: str) -> str:
+    """User input quoted for an error message: escaped, in single quotes, and at most EXCERPT_CHARS
+    characters between the quotes (the last three '...' when it was cut), whatever the input holds:
+    a 60 KB cell or a cell of control characters still gives a short, one-line quotation."""
+    pieces = [_escaped(char) for char in text[:EXCERPT_CHARS + 1]]  # escapes only lengthen: no more can fit
+    if len(text) <= EXCERPT_CHARS and sum(map(len, pieces)) <= EXCERPT_CHARS:
+        return "'" + "".join(pieces) + "'"
+    kept, size = [], 0
+    for piece in pieces:
+        if size + len(piece) > EXCERPT_CHARS - 3:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "'" + "".join(kept) + "...'"
+
+
+def _escaped(char: str) -> str:
+    """One character as it stands inside single quotes: printable as is, the rest as Python escapes."""
+    if char == "'":
+        return "\\'"
+    return char if char.isprintable() and char != "\\" else repr(char)[1:-1]
 
 
 class UserError(Exception):

@@ -17,34 +17,43 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HyperparameterError
+from .errors import EXCERPT_CHARS, HyperparameterError
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One hyperparameter: its name as users write it, type, default and range."""
+    """One hyperparameter: its name as users write it, type, default and range (or, for a categorical
+    one, its values)."""
 
     name: str
-    type: type  # int or float
-    default: int | float
+    type: type  # int, float, or str: a categorical, one of `choices`
+    default: int | float | str
     min: int | float
     max: int | float
     doc: str
     tunable: bool = True
     min_exclusive: bool = False  # for ranges such as (0, 1)
     max_exclusive: bool = False
+    choices: tuple[str, ...] = ()  # a categorical's values (min and max unused)
 
     @property
     def field(self) -> str:
         return self.name.replace("-", "_")
 
     def range_text(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(f'"{choice}"' for choice in self.choices)
         left = "(" if self.min_exclusive else "["
         right = ")" if self.max_exclusive else "]"
         return f"{left}{_fmt(self.min)}, {_fmt(self.max)}{right}"
 
-    def check(self, value: Any, shown: str) -> tuple[int | float | None, str | None]:
+    def check(self, value: Any, shown: str) -> tuple[int | float | str | None, str | None]:
         """(typed value, None) when `value` is valid, else (None, the problem naming `shown`)."""
+        if self.choices:
+            choice = value.strip().lower() if isinstance(value, str) else None
+            if choice not in self.choices:
+                return None, f"`{self.name}` must be {self.range_text()}, got {shown}"
+            return choice, None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             kind = "an integer" if self.type is int else "a number"
             return None, f"`{self.name}` must be {kind}, got {shown}"
@@ -64,13 +73,23 @@ class Spec:
         return value, None
 
 
-def _fmt(value: int | float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
+def _fmt(value: int | float | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _short(shown: str) -> str:
+    """How the user wrote a value (escaped already: JSON or repr), cut to EXCERPT_CHARS for the messages."""
+    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS - 3] + "..."
 
 
 def _declare(default: int | float, low: int | float, high: int | float, doc: str, **options: bool) -> Any:
     """A dataclass field whose metadata holds the rest of its Spec (name and type come from the field)."""
     return dataclasses.field(default=default, metadata={"range": (low, high), "doc": doc, "options": options})
+
+
+def _declare_choice(default: str, choices: tuple[str, ...], doc: str, **options: bool) -> Any:
+    """A categorical hyperparameter's field: one of `choices` (strings)."""
+    return dataclasses.field(default=default, metadata={"choices": choices, "doc": doc, "options": options})
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,12 @@ class Hyperparameters:
         "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "
         "falls below (their empirical quantile); the optional alarm output flags rows scoring below it. Does "
         "not change training.", tunable=False, min_exclusive=True)
+    default_output: str = _declare_choice(
+        "none", ("none", "alarm", "attribution", "alarm,attribution"),
+        "Optional output columns that the model's answers carry unless a request or the serving container's "
+        "LSTM_AD_OUTPUT chooses others: the alarm column, the attribution columns, both, or none (the "
+        "listing's layout). Stored in the model: the way to get them from batch transform of a Marketplace "
+        "subscription, whose transform jobs take no environment. Does not change training.", tunable=False)
     seed: int = _declare(
         0, 0, 2**31 - 1,
         "Random seed; training on CPU is deterministic for a given seed, number of torch threads and "
@@ -133,7 +158,7 @@ class Hyperparameters:
         """Steps of each training subsequence whose predictions are not scored (state still forming)."""
         return min(self.context_length // 4, 50)
 
-    def to_json(self) -> dict[str, int | float]:
+    def to_json(self) -> dict[str, int | float | str]:
         """Listing-style names (`context-length`), as in hyperparameters.json."""
         return {spec.name: getattr(self, spec.field) for spec in SCHEMA}
 
@@ -143,10 +168,10 @@ class Hyperparameters:
 
 
 def _spec(field: dataclasses.Field[Any]) -> Spec:
-    low, high = field.metadata["range"]
-    default: int | float = field.default  # type: ignore[assignment]  # every field has a default
+    low, high = field.metadata.get("range", (0, 0))
+    default: int | float | str = field.default  # type: ignore[assignment]  # every field has a default
     return Spec(field.name.replace("_", "-"), type(default), default, low, high,
-                field.metadata["doc"], **field.metadata["options"])
+                field.metadata["doc"], choices=field.metadata.get("choices", ()), **field.metadata["options"])
 
 
 SCHEMA: tuple[Spec, ...] = tuple(_spec(f) for f in dataclasses.fields(Hyperparameters))
@@ -161,14 +186,14 @@ def validate(values: Mapping[str, Any], shown: Mapping[str, str] | None = None) 
     names, bad types, out-of-range values, inconsistent pairs).
     """
     problems: list[str] = []
-    typed: dict[str, int | float] = {}
+    typed: dict[str, int | float | str] = {}
     invalid: set[str] = set()
     for name, value in values.items():
         spec = SPECS.get(name) or SPECS.get(name.replace("_", "-"))
         if spec is None:
             problems.append(f"unknown hyperparameter `{name}`")
             continue
-        checked, problem = spec.check(value, (shown or {}).get(name) or json.dumps(value, default=repr))
+        checked, problem = spec.check(value, _short((shown or {}).get(name) or json.dumps(value, default=repr)))
         if problem is not None or checked is None:
             problems.append(problem or f"`{name}` is invalid")
             invalid.add(spec.name)

@@ -47,7 +47,9 @@ CHANNEL_DOCS = {
 
 CPU_TRAINING_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
                           "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge"]
-GPU_TRAINING_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge", "ml.p3.2xlarge"]
+# Turing (g4dn) and Ampere (g5) GPUs run both GPU builds; the PyTorch 2.13 image's CUDA 13 has dropped the
+# Volta GPUs of ml.p3, so they are not offered.
+GPU_TRAINING_INSTANCES = ["ml.g4dn.xlarge", "ml.g4dn.2xlarge", "ml.g5.xlarge", "ml.g5.2xlarge"]
 CPU_INFERENCE_INSTANCES = ["ml.m5.large", "ml.m5.xlarge", "ml.m5.2xlarge", "ml.m5.4xlarge",
                            "ml.c5.xlarge", "ml.c5.2xlarge", "ml.c5.4xlarge"]
 # No GPU inference types: SageMaker's GPU inference hosts run NVIDIA driver 470 (CUDA 11.4) unless the
@@ -75,18 +77,29 @@ class AlgorithmRequest:
     hyperparameters: dict[str, Any] = field(default_factory=lambda: dict(VALIDATION_HYPERPARAMETERS))
 
 
-def _text(spec: Spec, value: int | float) -> str:
+def _text(spec: Spec, value: int | float | str) -> str:
     """The API's ranges and defaults are strings; integer bounds must read as `int()` does ("1", not "1.0")."""
+    if spec.choices:
+        return str(value)
     return str(int(value)) if spec.type is int else repr(float(value))
 
 
+def _kind(spec: Spec) -> str:
+    return "Categorical" if spec.choices else "Integer" if spec.type is int else "Continuous"
+
+
 def hyperparameter_spec(spec: Spec) -> dict[str, Any]:
-    kind = "Integer" if spec.type is int else "Continuous"
-    bounds = {"MinValue": _text(spec, spec.min), "MaxValue": _text(spec, spec.max)}
-    excluded = " (bounds excluded)" if spec.min_exclusive or spec.max_exclusive else ""
+    kind = _kind(spec)
+    if spec.choices:  # AlgorithmEstimator (SDK v2) checks str(value) against these before any job
+        bounds: dict[str, Any] = {"Values": list(spec.choices)}
+        allowed = spec.range_text()[0].upper() + spec.range_text()[1:]
+    else:
+        bounds = {"MinValue": _text(spec, spec.min), "MaxValue": _text(spec, spec.max)}
+        excluded = " (bounds excluded)" if spec.min_exclusive or spec.max_exclusive else ""
+        allowed = f"Range {spec.range_text()}{excluded}"
     return {
         "Name": spec.name,
-        "Description": f"{spec.doc} Range {spec.range_text()}{excluded}; default {_text(spec, spec.default)}.",
+        "Description": f"{spec.doc} {allowed}; default {_text(spec, spec.default)}.",
         "Type": kind,
         "Range": {f"{kind}ParameterRangeSpecification": bounds},
         "IsTunable": spec.tunable,
@@ -192,7 +205,7 @@ def hyperparameter_table() -> str:
     """The README's hyperparameter table (markdown)."""
     rows = ["| name | type | default | range | tunable | description |", "|---|---|---|---|---|---|"]
     for spec in SCHEMA:
-        kind = "integer" if spec.type is int else "float"
+        kind = _kind(spec).lower().replace("continuous", "float")
         rows.append(f"| `{spec.name}` | {kind} | {_text(spec, spec.default)} | {spec.range_text()} | "
                     f"{'yes' if spec.tunable else 'no'} | {spec.doc} |")
     return "\n".join(rows)

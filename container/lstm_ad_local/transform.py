@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .archive import safe_extract
 from .errors import LocalJobError
 from .server import LocalServer, console_script
 
@@ -130,14 +130,7 @@ def install_model(model: Path, model_dir: Path) -> None:
         return
     if not model.is_file():
         raise LocalJobError(f"Model artifact {model} does not exist: give the model.tar.gz of a training job.")
-    try:
-        with tarfile.open(model, "r:*") as archive:
-            if hasattr(tarfile, "data_filter"):  # refuses absolute paths and links out of the folder
-                archive.extractall(model_dir, filter="data")
-            else:  # pragma: no cover - Python without the extraction filters
-                archive.extractall(model_dir)  # noqa: S202
-    except (tarfile.TarError, OSError) as exc:
-        raise LocalJobError(f"Cannot unpack model artifact {model}: {exc}. Expected a model.tar.gz.") from exc
+    safe_extract(model, model_dir)  # checks every member first: nothing outside model_dir, no links
 
 
 def _server_environment(settings: TransformSettings) -> dict[str, str]:

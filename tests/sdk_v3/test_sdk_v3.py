@@ -47,10 +47,11 @@ IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/lstm-ad:latest"
 ALGORITHM_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:algorithm/lstm-ad"
 INSTANCE = "ml.m5.xlarge"
 BUCKET = "s3://lstm-ad-test-bucket"
-# What the v3 notebook passes: Python numbers as users write them, and one string (sent unchanged).
+# What the v3 notebook passes: Python numbers as users write them, and strings (sent unchanged); the
+# optional outputs are stored in the model, the one way to them from a Marketplace model package.
 NOTEBOOK_HYPERPARAMETERS: dict[str, Any] = {"context-length": 100, "prediction-length": 1, "hidden-size": 32,
                                             "num-layers": 2, "dropout": 0.0, "lr": 1e-5, "epochs": 50,
-                                            "batch-size": "64"}
+                                            "batch-size": "64", "default-output": "alarm,attribution"}
 NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 ALIASES = {"runtime.sagemaker": "sagemaker-runtime"}  # boto3 knows both names
 
@@ -216,6 +217,7 @@ def test_marketplace_training_runs_the_algorithm_network_isolated(aws: StubbedAw
     listing = {p["Name"] for p in _algorithm_description()["TrainingSpecification"]["SupportedHyperParameters"]}
     assert set(request["HyperParameters"]) <= listing
     assert set(request["HyperParameters"]) == set(NOTEBOOK_HYPERPARAMETERS)  # no defaults filled in by v3
+    assert request["HyperParameters"]["default-output"] == "alarm,attribution"  # a categorical the listing declares
 
 
 def test_default_job_name_from_an_algorithm_arn_is_invalid(aws: StubbedAws, session: Session) -> None:

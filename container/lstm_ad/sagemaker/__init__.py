@@ -3,6 +3,7 @@
   paths.py            the /opt/ml layout rooted anywhere (SAGEMAKER_BASE_DIR), config files, failure file
   hyperparameters.py  SageMaker's strings -> Hyperparameters; platform keys ignored
   cli.py              the `train` and `serve` console scripts; run_train, the training job as a function
+  gpus.py             the host's GPUs (/dev/nvidia*); training refuses GPUs that torch cannot use
   metrics.py          metric lines and their MetricDefinitions regexes
   process.py          allocator and thread tuning of the train and serve processes
   environment.py      numbers from environment variables, read one way (settings.py, cluster.py)

@@ -24,7 +24,7 @@ from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 from werkzeug.http import parse_options_header
 
-from ..errors import DataError, UserError
+from ..errors import DataError, UserError, excerpt
 from ..predictor import ScoreResult
 from .outputs import ALARM, ATTRIBUTION, CUSTOM_ATTRIBUTES, OPTIONS, custom_attribute, parse_outputs
 from .payloads import CSV, DECODERS, ENCODERS, JSON
@@ -71,16 +71,16 @@ def _add_routes(app: Flask, predictor: Scorer, settings: ServeSettings) -> None:
     def invocations() -> Response:
         content_type = _content_type()
         if content_type not in DECODERS:
-            return _error(415, f"Unsupported Content-Type {request.content_type!r}: send text/csv (no header, "
-                          "one column per variable) or application/json.")
+            return _error(415, f"Unsupported Content-Type {excerpt(request.content_type or '')}: send text/csv (no "
+                          "header, one column per variable) or application/json.")
         accept, accept_outputs = _accept()
         if accept is None:
-            return _error(406, f"Unsupported Accept {request.headers.get('Accept')!r}: ask for text/csv or "
+            return _error(406, f"Unsupported Accept {excerpt(request.headers.get('Accept', ''))}: ask for text/csv or "
                           "application/json.")
         started = time.perf_counter()
         body = _read_body(settings.max_payload_bytes, settings.body_read_timeout_s)
         values, body_outputs = DECODERS[content_type](body, predictor.columns)
-        outputs = _outputs(body_outputs, accept_outputs, settings.outputs)
+        outputs = _outputs(body_outputs, accept_outputs, settings.outputs or frozenset())
         result = predictor.score(values, alarm=ALARM in outputs, attribution=ATTRIBUTION in outputs)
         answer = ENCODERS[accept](result)
         logger.info("Scored %d rows x %d columns in %.3f s (%d bytes in, %d out).", values.shape[0],
@@ -165,7 +165,7 @@ def _accept() -> tuple[str | None, str | None]:
     choices = {CSV: CSV, JSON: JSON, "*/*": CSV, "*": CSV, "text/*": CSV, "application/*": JSON}
     entries = [(*parse_options_header(value), quality) for value, quality in request.accept_mimetypes]  # best first
     if any(media.lower() in OPTIONS for media, _, _ in entries):  # `output=alarm,attribution` unquoted: split
-        raise UserError(f"Accept {header!r}: quote the list of outputs (output=\"alarm,attribution\") or "
+        raise UserError(f"Accept {excerpt(header)}: quote the list of outputs (output=\"alarm,attribution\") or "
                         "separate the names with + (output=alarm+attribution).")
     for media, parameters, quality in entries:
         if quality > 0 and media.lower() in choices:
@@ -175,7 +175,7 @@ def _accept() -> tuple[str | None, str | None]:
 
 def _outputs(from_body: frozenset[str] | None, from_accept: str | None, default: frozenset[str]) -> frozenset[str]:
     """The optional outputs of this request: the JSON body's, else Accept's, else CustomAttributes', else
-    the server's (LSTM_AD_OUTPUT)."""
+    the server's (LSTM_AD_OUTPUT, else the model's default-output)."""
     if from_body is not None:
         return from_body
     if from_accept is not None:

@@ -68,11 +68,13 @@ class StopFlag:
 
 def _training_job(paths: Paths, stop: StopFlag, local_rank: int) -> None:
     """The training job (this process's rank of it): config and channels in, artifact out. Raises on failure."""
+    from .gpus import require_usable_gpus, visible_gpus
     from .hyperparameters import parse_hyperparameters
     from .ranks import join_job
 
     hp = parse_hyperparameters(read_hyperparameters(paths))
     logger.info("Hyperparameters: %s", hp.to_json())
+    require_usable_gpus(visible_gpus())  # a GPU host whose GPUs torch cannot use: fail, never train on its CPU
     channels = training_channels(paths)
     job = join_job(paths, local_rank)  # before reading: a host that fails to read is then seen by the others
     try:

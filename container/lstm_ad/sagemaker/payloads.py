@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import excerpt, parse_csv
-from ..errors import DataError
+from ..data import parse_csv
+from ..errors import DataError, excerpt
 from ..predictor import ScoreResult
 from .csv_format import format_rows
 from .outputs import parse_outputs

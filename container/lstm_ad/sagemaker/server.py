@@ -10,11 +10,9 @@ GRACEFUL_TIMEOUT_S, before SageMaker's SIGKILL) and exit 0.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +23,8 @@ from gunicorn.app.base import BaseApplication
 from ..errors import ArtifactError, UserError
 from ..predictor import Predictor
 from .app import create_app
-from .outputs import ALARM, ENV_VARIABLE
+from .gpus import visible_gpus
+from .outputs import ALARM, ENV_VARIABLE, OPTIONS, serving_outputs
 from .paths import Paths, base_dir
 from .process import configure_serve_worker
 from .settings import (
@@ -108,17 +107,6 @@ def worker_device(settings: ServeSettings, worker_number: int) -> torch.device:
     return torch.device(f"cuda:{worker_number % torch.cuda.device_count()}")
 
 
-def visible_gpus(environ: Mapping[str, str] = os.environ, dev: Path = Path("/dev")) -> int:
-    """GPUs this process may use, counted without initialising CUDA: the CUDA runtime does not survive
-    a fork once initialised, and the workers are forked from this process."""
-    devices = len([p for p in dev.glob("nvidia*") if p.name[len("nvidia"):].isdigit()])
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        listed = visible.split(",")[:devices]
-        return len([d for d in listed if d.strip() and not d.strip().startswith("-")])
-    return devices
-
-
 def main() -> None:
     """Entry point behind `serve` (logging is configured by cli.serve)."""
     paths = Paths(base_dir())
@@ -136,14 +124,19 @@ def main() -> None:
         logger.exception("Cannot serve: the model in %s could not be loaded (%s: %s). Use a model.tar.gz "
                          "produced by this algorithm's training job.", paths.model_dir, type(exc).__name__, exc)
         sys.exit(EXIT_BAD_MODEL)
-    if ALARM in settings.outputs and predictor.error_model.alarm_threshold is None:
+    outputs, chooser = serving_outputs(settings.outputs, predictor.hyperparameters.default_output)
+    settings = dataclasses.replace(settings, outputs=outputs)
+    if ALARM in outputs and predictor.error_model.alarm_threshold is None:  # only LSTM_AD_OUTPUT can ask: such a model
+        # predates default-output too
         logger.error("Cannot serve: %s=%s asks for the alarm column, but the model in %s has no stored alarm "
                      "threshold (it was trained by an earlier version of LSTM-AD). Retrain it, or leave `alarm` out "
-                     "of %s.", ENV_VARIABLE, ",".join(sorted(settings.outputs)), paths.model_dir, ENV_VARIABLE)
+                     "of %s.", ENV_VARIABLE, ",".join(sorted(outputs)), paths.model_dir, ENV_VARIABLE)
         sys.exit(EXIT_BAD_SETTINGS)
     logger.info("Serving %s on 0.0.0.0:%d: %d workers x %d threads, %d torch threads each, timeout %d s, "
-                "max payload %d MB, model of %d columns and context-length %d.", paths.model_dir,
-                settings.port, settings.workers, settings.threads, settings.torch_threads, settings.timeout_s,
-                settings.max_payload_mb, predictor.columns, predictor.context_length)
+                "max payload %d MB, model of %d columns and context-length %d; optional outputs unless a request "
+                "chooses: %s (%s).", paths.model_dir, settings.port, settings.workers, settings.threads,
+                settings.torch_threads, settings.timeout_s, settings.max_payload_mb, predictor.columns,
+                predictor.context_length, ",".join(o for o in OPTIONS if o in outputs) or "none",
+                chooser)
     del predictor
     InferenceServer(paths, settings).run()

@@ -14,9 +14,9 @@
                                       "no limit", sent with chunked encoding) removes the limit
   SAGEMAKER_MAX_CONCURRENT_TRANSFORMS advertised MaxConcurrentTransforms (default: the workers, fewer when
                                       that many maximum-size requests would not fit in memory)
-  LSTM_AD_OUTPUT                      optional output columns of every answer, e.g. "alarm,attribution"
-                                      (default none: `score,pred_1..pred_d`); a request may choose its own
-                                      (outputs.py)
+  LSTM_AD_OUTPUT                      optional output columns of every answer, e.g. "alarm,attribution", or
+                                      "none" (default: the model's `default-output`, usually none:
+                                      `score,pred_1..pred_d`); a request may choose its own (outputs.py)
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class ServeSettings:
     use_gpu: bool = False
     body_read_timeout_s: float = DEFAULT_BODY_READ_TIMEOUT_S
     memory_bytes: int | None = None  # available to the server at start; None: unknown (no memory bound)
-    outputs: frozenset[str] = frozenset()  # optional output columns unless a request chooses (LSTM_AD_OUTPUT)
+    # Optional output columns unless a request chooses (LSTM_AD_OUTPUT); None: not set, the model's
+    # default-output applies (server.py resolves it before the workers start).
+    outputs: frozenset[str] | None = None
 
     @property
     def max_payload_bytes(self) -> int | None:
@@ -112,9 +114,10 @@ def settings_from_env(environ: Mapping[str, str] = os.environ, cpus: int | None 
     concurrent = read.integer("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 0, 0, 1000) or None
     body_timeout = read.integer("LSTM_AD_BODY_READ_TIMEOUT_S", DEFAULT_BODY_READ_TIMEOUT_S, 1, 3600)
     problems = read.problems
-    outputs: frozenset[str] = frozenset()
+    outputs: frozenset[str] | None = None
     try:
-        outputs = parse_outputs(environ.get(ENV_VARIABLE, ""), ENV_VARIABLE)
+        if environ.get(ENV_VARIABLE, "").strip():
+            outputs = parse_outputs(environ[ENV_VARIABLE], ENV_VARIABLE)
     except UserError as exc:
         problems.append(str(exc).rstrip("."))
     if problems:
