@@ -186,7 +186,7 @@ def test_hyperparameters_come_from_the_schema(request_dict: dict[str, Any]) -> N
         bounds = h["Range"][f"{kind}ParameterRangeSpecification"]
         cast = int if spec.type is int else float  # what AlgorithmEstimator applies to the strings
         assert (h["Type"], cast(bounds["MinValue"]), cast(bounds["MaxValue"])) == (kind, spec.min, spec.max)
-    assert [h["Name"] for h in specs if h["Type"] == "Categorical"] == ["default-output"]
+    assert [h["Name"] for h in specs if h["Type"] == "Categorical"] == ["score-window-position", "default-output"]
     defaults = parse_hyperparameters({h["Name"]: h["DefaultValue"] for h in specs})
     assert defaults == Hyperparameters()
 

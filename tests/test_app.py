@@ -1,5 +1,5 @@
 """The HTTP interface in-process (Flask test client) with a real, small model trained with the default scoring
-(error centres and the score window)."""
+(one Gaussian, the score window and the discord term)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from lstm_ad.training import train
 
 CONTEXT = 5
 ROWS = 40
+DISCORD_WINDOW = 10
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,11 +34,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
     """A real model, trained briefly on a small network with the default scoring: every answer over HTTP takes
-    the default path (nearest centres, score window). Its alarm threshold is moved to the median score of SERIES
-    so that the alarm column holds both 0s and 1s (the threshold rule itself: test_threshold.py and
+    the default path (one Gaussian, score window, discord term; the term's window is given, since its default 0
+    turns it off for several columns). Its alarm threshold is moved to the median score of SERIES so that the
+    alarm column holds both 0s and 1s (the threshold rule itself: test_threshold.py and
     test_train_entrypoint.py)."""
     hp = Hyperparameters(context_length=CONTEXT, prediction_length=2, sequence_stride=2, hidden_size=4, num_layers=1,
-                         epochs=2)
+                         epochs=2, discord_window=DISCORD_WINDOW)
     training = sine_series(800, columns=2, seed=5) * 3 + 1  # not SERIES' rows: those would be centres
     trained = train([Series("sine.csv", training)], hp, device=torch.device("cpu"))
     model = trained.predictor
@@ -62,12 +64,18 @@ def parse_response_csv(text: str) -> np.ndarray:
     return np.array(rows)
 
 
-def test_the_model_scores_with_the_default_centres_and_score_window(predictor: Predictor) -> None:
+def test_the_model_scores_with_the_default_error_model(predictor: Predictor) -> None:
     defaults, error_model = Hyperparameters(), predictor.error_model
-    assert predictor.hyperparameters.error_centres == defaults.error_centres
-    assert error_model.centres is not None and len(error_model.centres) > 500  # every complete training row
+    assert predictor.hyperparameters.error_centres == defaults.error_centres == 0 and error_model.centres is None
     assert error_model.window is not None and error_model.window.window == defaults.score_window
-    assert error_model.window.active
+    assert error_model.window.active and error_model.window.position == defaults.score_window_position
+    discord = error_model.discord
+    assert discord is not None and discord.window == DISCORD_WINDOW
+    assert len(discord.refs) == 640 - DISCORD_WINDOW + 1 < defaults.discord_refs  # every fitting subsequence
+    assert discord.scale is not None and discord.scale.spread > 0
+    # The discord term decides some of SERIES' scores: without it they differ.
+    alone = dataclasses.replace(predictor, error_model=dataclasses.replace(error_model, discord=None))
+    assert not np.allclose(alone.score(SERIES).score[CONTEXT:], predictor.score(SERIES).score[CONTEXT:])
 
 
 def test_ping_is_200_with_empty_body(client) -> None:

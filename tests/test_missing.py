@@ -20,7 +20,7 @@ from lstm_ad.predictor import Predictor
 from lstm_ad.training import train
 
 HP = Hyperparameters(context_length=20, prediction_length=2, sequence_stride=5, hidden_size=12, num_layers=1,
-                     epochs=8, lr=0.01, early_stopping_patience=0)
+                     epochs=8, lr=0.01, early_stopping_patience=0, error_centres=10_000)  # gaps with centres too
 CONTEXT = HP.context_length
 
 

@@ -123,20 +123,38 @@ class Hyperparameters:
         "window's scales, the alarm threshold) and decides early stopping, never fits the LSTM.",
         min_exclusive=True, max_exclusive=True)
     error_centres: int = _declare(
-        10_000, 0, 1_000_000,
+        0, 0, 1_000_000,
         "Error vectors of training rows (a random sample of the fitting and calibration rows) that the error "
         "model keeps as the centres of its Gaussians, all with the calibration covariance: a row's "
-        "log-likelihood is that of the Gaussian centred on the nearest of them. 0: one Gaussian centred on "
-        "the mean error, as in the paper (scores faster). The centres found more anomalies than one Gaussian "
-        "on the UCR anomaly archive series they were chosen on. Changes scoring only, not the LSTM.",
-        tunable=False)
+        "log-likelihood is that of the Gaussian centred on the nearest of them. 0 (the default): one Gaussian "
+        "centred on the mean error, as in the paper. With the discord term, 10,000 centres found no more "
+        "anomalies than one Gaussian on the UCR anomaly archive series the defaults were chosen on, and score "
+        "about 20 times slower. Changes scoring only, not the LSTM.", tunable=False)
     score_window: int = _declare(
         25, 1, 1_000,
-        "Rows of the window centred on each row ((w-1)//2 before it and w//2 after it: 12 and 12 for 25) whose "
-        "mean log-likelihood is scored too: a row's score is the lower of its own log-likelihood and that "
-        "mean, each measured against the calibration rows; 1 scores rows alone. The default 25 found the most "
-        "anomalies among the values tried on the UCR anomaly archive series it was chosen on. Changes scoring "
-        "only, not the LSTM.", tunable=False)
+        "Rows of each row's window (see score-window-position) whose mean log-likelihood is scored too: a "
+        "row's score is the lowest of its own log-likelihood, that mean and the discord term, each measured "
+        "against the calibration rows; 1 scores rows alone. The default 25 found the most anomalies among the "
+        "values tried on the UCR anomaly archive series it was chosen on. Changes scoring only, not the LSTM.",
+        tunable=False)
+    score_window_position: str = _declare_choice(
+        "centred", ("centred", "trailing"),
+        "Where a row's score window and discord subsequence lie: centred on the row ((w-1)//2 rows before it "
+        "and w//2 after: the lowest scores sit on an anomaly; the last rows of a request change once later "
+        "rows arrive) or trailing (ending at the row: every score is final when it is returned, for live "
+        "streams; the lowest scores trail an anomaly by up to the window). Changes scoring only.", tunable=False)
+    discord_refs: int = _declare(
+        1024, 0, 100_000,
+        "Subsequences of the fitting rows kept as the discord term's references: a row's term is how far the "
+        "shape of the subsequence around it (z-normalised, 8 piecewise means per column) lies from the nearest "
+        "of them, measured against the calibration rows. Finds anomalies of shape that are predictable row by "
+        "row. 0: no discord term (the LSTM's errors alone). Changes scoring only, not the LSTM.", tunable=False)
+    discord_window: int = _declare(
+        0, 0, 100_000,
+        "Rows of each subsequence the discord term compares. 0 (the default): the dominant period of the "
+        "fitting rows (the highest autocorrelation peak between 8 and 2,000 rows; context-length if there is "
+        "none), for series of one column; for several columns 0 turns the term off, set a length to use it. "
+        "Changes scoring only.", tunable=False)
     alarm_fraction: float = _declare(
         0.001, 0.0, 0.5,
         "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "

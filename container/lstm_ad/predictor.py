@@ -32,16 +32,16 @@ from .errors import ArtifactError, UserError
 from .forecast import ForecastErrors, forecast_errors
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, network_config
-from .scoring.error_model import CENTRES_FILE, ErrorModel
+from .scoring.error_model import CENTRES_FILE, DISCORD_FILE, ErrorModel
 from .tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # 1: weights.pt (torch.save), no longer read: retrain; 2: no centres
-READABLE_VERSIONS = (2, 3)
+FORMAT_VERSION = 4  # 1: weights.pt (torch.save), no longer read: retrain; 2: no centres; 3: no discord term
+READABLE_VERSIONS = (2, 3, 4)
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
-ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE, CENTRES_FILE)
+ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE, CENTRES_FILE, DISCORD_FILE)
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,11 @@ class Predictor:
                         "every row. Send at least %d rows to get scores.", values.shape[0], self.context_length,
                         self.context_length + 1)
         else:
-            result = self.forecast_errors(values)
+            standardised = self.standardise(values)
+            self.network.eval()
+            result = forecast_errors(self.network, standardised, self.context_length, self.chunk_length)
             scored = result.first_scored_row
-            score[scored:] = self.error_model.score(result.errors[scored:])
+            score[scored:] = self.error_model.score(result.errors[scored:], standardised)
             if shares is not None:
                 shares[scored:] = self.error_model.attribution(result.errors[scored:], self.columns)
             predictions[scored:] = self.scaler.inverse(result.one_step[scored:].astype(np.float64))
@@ -129,18 +131,18 @@ class Predictor:
             "columns": self.columns,
             "chunk_length": self.chunk_length,
             "scaler": self.scaler.to_json(),
-            **self.error_model.to_json(),  # gaussian, alarm_threshold, score_window, centres
+            **self.error_model.to_json(),  # gaussian, alarm_threshold, score_window, centres, discord
             "summary": self.summary,
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
         try:
             save_tensors(staging / WEIGHTS_FILE, self.network.state_dict())
-            names = [WEIGHTS_FILE, *self.error_model.save_centres(staging)]
+            names = [WEIGHTS_FILE, *self.error_model.save_arrays(staging)]
             (staging / META_FILE).write_text(json.dumps(meta, indent=1))
             for name in (*names, META_FILE):  # model.json last: it marks a complete artifact
                 os.replace(staging / name, folder / name)
-            if CENTRES_FILE not in names:  # a former artifact's centres: model.json no longer names them
-                (folder / CENTRES_FILE).unlink(missing_ok=True)
+            for former in {CENTRES_FILE, DISCORD_FILE} - set(names):  # a former artifact's: model.json no
+                (folder / former).unlink(missing_ok=True)  # longer names them
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

@@ -275,10 +275,13 @@ def _finish(run: TrainingRun, state: TrainingState, interrupted: bool, gaps: Gap
     hp, network, collective = run.hp, run.network, run.collective
     dimension = network.config.error_dimension
     # This rank's files (sums over all ranks); gap rows too, in time order.
-    calibration = part_errors(network, collective.training.mine(run.parts.calibration), hp, run.chunk_length)
-    fitting = part_errors(network, collective.training.mine(run.parts.fitting), hp, run.chunk_length)
+    calibration_values = collective.training.mine(run.parts.calibration)
+    fitting_values = collective.training.mine(run.parts.fitting)
+    calibration = part_errors(network, calibration_values, hp, run.chunk_length)
+    fitting = part_errors(network, fitting_values, hp, run.chunk_length)
     calibration_rows, skipped_calibration = check_calibration(calibration, dimension, collective)
-    error_model = ErrorModel.fit(calibration, fitting, hp, dimension, collective)
+    error_model = ErrorModel.fit(calibration, fitting, hp, dimension, collective,
+                                 values=(calibration_values, fitting_values))
     final = dict(zip(("train:mse", "train:mae"), pooled.mse_mae(complete_rows(fitting, dimension), collective),
                      strict=True))
     final["calibration:mse"] = pooled.mse_mae(complete_rows(calibration, dimension), collective)[0]

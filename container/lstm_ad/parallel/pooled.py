@@ -93,11 +93,8 @@ def sample_centres(fitting: list[np.ndarray], calibration: list[np.ndarray], siz
     parts = fitting + calibration
     complete = [np.flatnonzero(np.isfinite(part).all(axis=1)) for part in parts]
     offsets = np.cumsum([0] + [len(rows) for rows in complete])
-    mine = int(offsets[-1])
-    total = count(mine, collective)
-    take = mine if total <= size else min(mine, int(round(size * mine / total)))
-    rng = np.random.default_rng([seed, collective.rank.rank])
-    drawn = np.sort(rng.choice(mine, size=take, replace=False))
+    drawn = draw(int(offsets[-1]), size, seed, collective)
+    take = len(drawn)
     part_of = np.searchsorted(offsets, drawn, side="right") - 1
     row_of = np.array([complete[p][d - offsets[p]] for p, d in zip(part_of.tolist(), drawn.tolist(), strict=True)],
                       dtype=np.int64)
@@ -112,3 +109,18 @@ def sample_centres(fitting: list[np.ndarray], calibration: list[np.ndarray], siz
     width = collective.gather_ints(k)
     centres = collective.gather(vectors.ravel()).astype(np.float32).reshape(-1, max(width))
     return centres, own
+
+
+def draw(mine: int, size: int, seed: int, collective: Collective) -> np.ndarray:
+    """This rank's share of a random sample of up to `size` items, without replacement, from every rank's items
+    (`mine`: how many this rank has): the sorted indices among its own, in proportion to how many it has."""
+    total = count(mine, collective)
+    take = mine if total <= size else min(mine, int(round(size * mine / total)))
+    rng = np.random.default_rng([seed, collective.rank.rank])
+    return np.sort(rng.choice(mine, size=take, replace=False))
+
+
+def gather_rows(rows: np.ndarray, collective: Collective) -> np.ndarray:
+    """Every rank's rows (n, k) stacked in rank order (a rank may have none)."""
+    width = max(collective.gather_ints(rows.shape[1]))
+    return collective.gather(rows.ravel()).reshape(-1, width)

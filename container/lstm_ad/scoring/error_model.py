@@ -42,13 +42,15 @@ from ..parallel.collectives import Collective
 from ..tensor_files import load_tensors, save_tensors
 from .attribution import column_shares
 from .centres import NearestCentres
+from .discord import SEGMENTS, Discord, fit_discord
 from .gaussian import Gaussian
 from .threshold import alarm_threshold, alarms
-from .window import ScoreWindow, window_means
+from .window import POSITIONS, Scale, ScoreWindow, window_means
 
 logger = logging.getLogger(__name__)
 
 CENTRES_FILE = "centres.npz"
+DISCORD_FILE = "discord.npz"
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class ErrorModel:
     centres: np.ndarray | None = None  # (n, k) float32 error vectors of training rows; None: the one centre μ
     window: ScoreWindow | None = None  # None: an artifact from before the score window; rows scored alone
     alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
+    discord: Discord | None = None  # None: no discord term (off, or an artifact from before it)
 
     @property
     def dimension(self) -> int:
@@ -67,19 +70,27 @@ class ErrorModel:
 
     @classmethod
     def fit(cls, calibration: list[np.ndarray], fitting: list[np.ndarray], hp: Hyperparameters, dimension: int,
-            collective: Collective | None = None) -> ErrorModel:
+            collective: Collective | None = None, values: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+            ) -> ErrorModel:
         """Fit to this rank's error vectors (NaN where a value is missing), one array (rows, `dimension`) per
         part in time order: the calibration parts' (the Gaussian, the score window's scales, the threshold)
         and the fitting parts' (centres are drawn from both). Needs at least 2 complete calibration vectors
-        over all ranks. `hp` gives error-centres, seed, score-window and alarm-fraction."""
+        over all ranks. `values`: this rank's (calibration, fitting) parts themselves, standardised, each
+        ending with the rows of its error vectors (a part may start with warm-up rows): the discord term's
+        references and scale; without them there is no discord term. `hp` gives error-centres, seed,
+        score-window, score-window-position, discord-refs, discord-window and alarm-fraction."""
         for part in calibration + fitting:
             if part.ndim != 2 or part.shape[1] != dimension:
                 raise ValueError(f"expected error vectors of shape (rows, {dimension}), got {part.shape}")
-        return cls._fit(calibration, fitting, hp, dimension, collective or Collective())
+        if values is not None:
+            for found, given in zip((calibration, fitting), values, strict=True):
+                if len(given) != len(found) or any(len(v) < len(e) for v, e in zip(given, found, strict=True)):
+                    raise ValueError("expected one values part per error part, each at least as long")
+        return cls._fit(calibration, fitting, hp, dimension, collective or Collective(), values)
 
     @classmethod
     def _fit(cls, calibration: list[np.ndarray], fitting: list[np.ndarray], hp: Hyperparameters, dimension: int,
-             collective: Collective) -> ErrorModel:
+             collective: Collective, values: tuple[list[np.ndarray], list[np.ndarray]] | None) -> ErrorModel:
         mean, scatter, n = pooled.mean_and_scatter(complete_rows(calibration, dimension), collective)
         if n < 2:
             raise ValueError(f"need at least 2 complete calibration error vectors, got {n}")
@@ -88,28 +99,40 @@ class ErrorModel:
         # A calibration row is scored without its own vector among the centres: as a new row would be.
         row_scores = [rows_alone._row_scores(errors, None if own is None else own[index])
                       for index, errors in enumerate(calibration)]
-        window = _fit_window(hp.score_window, row_scores, collective)
+        window = _fit_window(hp.score_window, hp.score_window_position, row_scores, collective)
         if hp.score_window > 1 and not window.active:
             logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
                            "score window of %d rows.", hp.score_window)
-        scores = collective.gather(np.concatenate([window(part) for part in row_scores]) if row_scores
-                                   else np.empty(0))
+        discord = None
+        if values is not None:
+            first_scored = [len(v) - len(e) for v, e in zip(values[0], calibration, strict=True)]
+            discord = fit_discord(values[1], values[0], first_scored, hp, collective)
+        scored = dataclasses.replace(rows_alone, window=window, discord=discord)
+        scores = collective.gather(np.concatenate(
+            [scored._combined(part, None if values is None else values[0][index])
+             for index, part in enumerate(row_scores)]) if row_scores else np.empty(0))
         threshold = alarm_threshold(scores, hp.alarm_fraction)
         logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
                     "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
                     threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
-        return dataclasses.replace(rows_alone, window=window, alarm_threshold=threshold)
+        return dataclasses.replace(scored, alarm_threshold=threshold)
 
     # -- score ----------------------------------------------------------------------------------
 
-    def score(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    def score(self, errors: np.ndarray, values: np.ndarray | None = None, exclude: np.ndarray | None = None
+              ) -> np.ndarray:
         """The scores of one request's rows from their error vectors (rows, k), in time order: lower is more
-        anomalous; NaN for a row with no entry. `exclude` (rows,): per row, the index of a centre it may not
-        use (-1 for none), as training scores its calibration rows without their own vectors."""
+        anomalous; NaN for a row with no entry. `values`: the request itself (standardised, at least as many
+        rows: the error vectors are those of its last rows), for the discord term; without it the term is left
+        out. `exclude` (rows,): per row, the index of a centre it may not use (-1 for none), as training scores
+        its calibration rows without their own vectors."""
         errors = self._checked(errors)
         if exclude is not None and np.shape(exclude) != (len(errors),):
             raise ValueError(f"expected one centre index per row ({len(errors)}), got shape {np.shape(exclude)}")
-        return self._score(errors, exclude)
+        if values is not None and (np.ndim(values) != 2 or len(values) < len(errors)):
+            raise ValueError(f"expected the request's values (rows >= {len(errors)}, columns), got "
+                             f"shape {np.shape(values)}")
+        return self._combined(self._row_scores(errors, exclude), values)
 
     def alarms(self, scores: np.ndarray) -> np.ndarray:
         """1.0 where a score is below the stored threshold, else 0.0; NaN where the score is NaN."""
@@ -128,9 +151,17 @@ class ErrorModel:
             raise ValueError(f"expected error vectors of shape (rows, {self.dimension}), got {errors.shape}")
         return errors
 
-    def _score(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
-        row_scores = self._row_scores(errors, exclude)
-        return row_scores if self.window is None else self.window(row_scores)
+    def _combined(self, row_scores: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+        """The rows' scores from their own log-likelihoods: the score window's (the lower of the row's and its
+        window's z), then the discord term's z where it is lower still, on the row's scale."""
+        scores = row_scores if self.window is None else self.window(row_scores)
+        if self.discord is None or values is None or self.window is None or not self.window.row.spread > 0:
+            return scores
+        row = self.window.row
+        z_discord = self.discord.z(values)[len(values) - len(scores):]
+        with np.errstate(invalid="ignore"):
+            lower = z_discord < (scores - row.centre) / row.spread  # False where either is NaN
+        return np.where(lower, row.centre + row.spread * z_discord, scores)
 
     def _row_scores(self, errors: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """Each row's own log-likelihood: at its nearest centre (`exclude`: per row, a centre it may not use,
@@ -154,14 +185,19 @@ class ErrorModel:
             "alarm_threshold": self.alarm_threshold,
             "score_window": None if self.window is None else self.window.to_json(),
             "centres": None if self.centres is None else {"file": CENTRES_FILE, "count": len(self.centres)},
+            "discord": None if self.discord is None else {"file": DISCORD_FILE, **self.discord.to_json()},
         }
 
-    def save_centres(self, folder: Path) -> list[str]:
-        """Write CENTRES_FILE into `folder` when there are centres; the names of the files written."""
-        if self.centres is None:
-            return []
-        save_tensors(folder / CENTRES_FILE, {"centres": torch.from_numpy(self.centres.astype(np.float32))})
-        return [CENTRES_FILE]
+    def save_arrays(self, folder: Path) -> list[str]:
+        """Write CENTRES_FILE and DISCORD_FILE into `folder` for the parts that have them; the names written."""
+        names = []
+        if self.centres is not None:
+            save_tensors(folder / CENTRES_FILE, {"centres": torch.from_numpy(self.centres.astype(np.float32))})
+            names.append(CENTRES_FILE)
+        if self.discord is not None:
+            save_tensors(folder / DISCORD_FILE, {"refs": torch.from_numpy(self.discord.refs.astype(np.float64))})
+            names.append(DISCORD_FILE)
+        return names
 
     @classmethod
     def from_json(cls, meta: dict[str, Any], folder: Path, dimension: int) -> ErrorModel:
@@ -173,17 +209,19 @@ class ErrorModel:
             centres=_load_centres(folder, meta.get("centres"), dimension),
             window=None if meta.get("score_window") is None else ScoreWindow.from_json(meta["score_window"]),
             alarm_threshold=None if threshold is None else float(threshold),
+            discord=_load_discord(folder, meta.get("discord"), meta.get("columns")),
         )
 
 
-def _fit_window(window: int, row_scores: list[np.ndarray], collective: Collective) -> ScoreWindow:
+def _fit_window(window: int, position: str, row_scores: list[np.ndarray], collective: Collective) -> ScoreWindow:
     """The score window's scales from every rank's calibration parts (`row_scores`: this rank's, one array of
     row log-likelihoods per part, in time order: windows never straddle two parts, as they never straddle two
     requests)."""
-    found = [window_means(part, window) for part in row_scores]
+    found = [window_means(part, window, position) for part in row_scores]
     rows, means, counts = (np.concatenate(arrays) if found else np.empty(0)
                            for arrays in (row_scores, [m for m, _ in found], [n for _, n in found]))
-    return ScoreWindow.fit(window, *(collective.gather(a) for a in (rows, means, counts)))
+    rows, means, counts = (collective.gather(a) for a in (rows, means, counts))
+    return ScoreWindow.fit(window, rows, means, counts, position)
 
 
 def _load_centres(folder: Path, entry: dict[str, Any] | None, dimension: int) -> np.ndarray | None:
@@ -200,3 +238,18 @@ def _load_centres(folder: Path, entry: dict[str, Any] | None, dimension: int) ->
         raise ArtifactError(f"{folder / CENTRES_FILE}: centres of shape {centres.shape} (expected {expected}, "
                             "all finite): the model is damaged; use the artifact training wrote, or retrain.")
     return centres
+
+
+def _load_discord(folder: Path, entry: dict[str, Any] | None, columns: Any) -> Discord | None:
+    """The discord term that model.json announces, its references checked against it; None when none."""
+    if entry is None:
+        return None
+    if entry.get("file") != DISCORD_FILE:  # never a path taken from the file itself
+        raise ArtifactError(f"{folder}: model.json names the discord file {entry.get('file')!r}, expected "
+                            f"{DISCORD_FILE}: the model is damaged; use the artifact training wrote, or retrain.")
+    refs = load_tensors(folder / DISCORD_FILE)[0]["refs"].numpy().astype(np.float64)
+    expected = (int(entry["refs"]), int(columns) * SEGMENTS)
+    if refs.shape != expected or not np.isfinite(refs).all() or entry.get("position") not in POSITIONS:
+        raise ArtifactError(f"{folder / DISCORD_FILE}: references of shape {refs.shape} (expected {expected}, "
+                            "all finite): the model is damaged; use the artifact training wrote, or retrain.")
+    return Discord(int(entry["window"]), str(entry["position"]), refs, Scale.from_json(entry["scale"]))

@@ -34,6 +34,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .blocks import row_blocks
 
 TAIL_QUANTILE = 0.001  # the spread reaches from the median down to this quantile of the calibration values
+CENTRED, TRAILING = "centred", "trailing"
+POSITIONS = (CENTRED, TRAILING)
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,14 @@ class ScoreWindow:
     window: int
     row: Scale
     mean: Scale
+    position: str = CENTRED  # CENTRED or TRAILING (window_means); an artifact from before the choice: centred
 
     @classmethod
-    def fit(cls, window: int, row_scores: np.ndarray, means: np.ndarray, counts: np.ndarray) -> ScoreWindow:
+    def fit(cls, window: int, row_scores: np.ndarray, means: np.ndarray, counts: np.ndarray,
+            position: str = CENTRED) -> ScoreWindow:
         """From the calibration rows' log-likelihoods and their window means and counts (`window_means` of
         each calibration part: windows never straddle two parts, as they never straddle two requests)."""
-        return cls(window, Scale.of(row_scores), Scale.of(means, np.sqrt(counts / window)))
+        return cls(window, Scale.of(row_scores), Scale.of(means, np.sqrt(counts / window)), position)
 
     @property
     def active(self) -> bool:
@@ -88,7 +92,7 @@ class ScoreWindow:
         if not self.active:
             return log_likelihood
         z_row = (log_likelihood - self.row.centre) / self.row.spread
-        means, counts = window_means(log_likelihood, self.window)
+        means, counts = window_means(log_likelihood, self.window, self.position)
         # A mean of fewer rows (near either end of a request) varies more: its spread grows as 1/sqrt(rows).
         with np.errstate(invalid="ignore", divide="ignore"):
             z_mean = (means - self.mean.centre) / (self.mean.spread * np.sqrt(self.window / counts))
@@ -96,29 +100,35 @@ class ScoreWindow:
         return np.where(z_mean < z_row, self.row.centre + self.row.spread * z_mean, log_likelihood)
 
     def to_json(self) -> dict[str, object]:
-        return {"window": self.window, "row": self.row.to_json(), "mean": self.mean.to_json()}
+        return {"window": self.window, "position": self.position, "row": self.row.to_json(),
+                "mean": self.mean.to_json()}
 
     @classmethod
     def from_json(cls, data: dict) -> ScoreWindow:
-        return cls(int(data["window"]), Scale.from_json(data["row"]), Scale.from_json(data["mean"]))
+        position = str(data.get("position", CENTRED))
+        if position not in POSITIONS:
+            raise ValueError(f"score window position {position!r}, expected one of {', '.join(POSITIONS)}")
+        return cls(int(data["window"]), Scale.from_json(data["row"]), Scale.from_json(data["mean"]), position)
 
 
-def rows_around(window: int) -> tuple[int, int]:
-    """(rows before, rows after) a row in its window of `window` rows."""
-    return (window - 1) // 2, window // 2
+def rows_around(window: int, position: str = CENTRED) -> tuple[int, int]:
+    """(rows before, rows after) a row in its window of `window` rows: centred, (window - 1) // 2 before and
+    window // 2 after; trailing, window - 1 before and none after (the row's score is final when returned)."""
+    return (window - 1, 0) if position == TRAILING else ((window - 1) // 2, window // 2)
 
 
-def window_means(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """For every row t: the mean of the finite values among rows t - (window - 1) // 2 .. t + window // 2
-    (rows beyond either end are absent; NaN where there are none), and how many values it is of.
+def window_means(values: np.ndarray, window: int, position: str = CENTRED) -> tuple[np.ndarray, np.ndarray]:
+    """For every row t: the mean of the finite values among the rows of its window (rows_around: centred,
+    t - (window - 1) // 2 .. t + window // 2; trailing, t - window + 1 .. t; rows beyond either end are absent;
+    NaN where there are none), and how many values it is of.
 
     Each mean is summed from its own window's values (not from running totals), so a row's result
     depends on those values alone, bit for bit: a gap or an extreme value elsewhere in the request
     cannot change it by rounding."""
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
-    windows = _windows(np.where(finite, values, 0.0), window)
-    counts = _windows(finite.astype(np.float64), window)
+    windows = _windows(np.where(finite, values, 0.0), window, position)
+    counts = _windows(finite.astype(np.float64), window, position)
     means, n = np.full(len(values), np.nan), np.zeros(len(values))
     for block in row_blocks(len(values)):  # bounded temporaries for long requests
         n[block] = counts[block].sum(axis=1)
@@ -127,7 +137,7 @@ def window_means(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     return means, n
 
 
-def _windows(values: np.ndarray, window: int) -> np.ndarray:
+def _windows(values: np.ndarray, window: int, position: str) -> np.ndarray:
     """(rows, window) view: row t holds rows t - before .. t + after, zeros beyond the ends."""
-    before, after = rows_around(window)
+    before, after = rows_around(window, position)
     return sliding_window_view(np.concatenate([np.zeros(before), values, np.zeros(after)]), window)
