@@ -34,7 +34,7 @@ def slow_shape(subsequence: np.ndarray) -> np.ndarray:
     out = []
     for column in subsequence.T:
         z = (column - column.mean()) / max(column.std(), SD_FLOOR)
-        out += [z[a:b].mean() * np.sqrt((b - a) / window * SEGMENTS) for a, b in zip(edges[:-1], edges[1:])]
+        out += [z[a:b].mean() * np.sqrt((b - a) / window * SEGMENTS) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     return np.array(out)
 
 
@@ -90,7 +90,7 @@ def test_a_row_is_scored_by_the_subsequence_around_or_ending_at_it(position: str
     starts = np.arange(200) - before
     inside = (starts >= 0) & (starts + 10 <= 200)
     expected = [cdist(slow_shape(values[s:s + 10])[None], refs).min() if ok else np.nan
-                for s, ok in zip(starts, inside)]
+                for s, ok in zip(starts, inside, strict=True)]
     np.testing.assert_allclose(found, expected, rtol=1e-9)
     np.testing.assert_allclose(discord.z(values), (-found + 0.5) / 0.3, rtol=1e-12)
 
