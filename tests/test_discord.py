@@ -34,7 +34,8 @@ def slow_shape(subsequence: np.ndarray) -> np.ndarray:
     out = []
     for column in subsequence.T:
         z = (column - column.mean()) / max(column.std(), SD_FLOOR)
-        out += [z[a:b].mean() * np.sqrt((b - a) / window * SEGMENTS) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        pairs = zip(edges[:-1], edges[1:], strict=True)
+        out += [z[a:b].mean() * np.sqrt((b - a) / window * SEGMENTS) for a, b in pairs]
     return np.array(out)
 
 
