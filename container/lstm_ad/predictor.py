@@ -1,16 +1,19 @@
 """The trained detector: artifact save/load and scoring of a series.
 
-An artifact is a folder with two or three files, none of which can execute code on loading:
+An artifact is a folder with two to four files, none of which can execute code on loading:
   model.json    format version, hyperparameters, column count, scaler, chunk length, the error model's
-                entries (Gaussian, alarm threshold, score window's scales) and a short training summary
+                entries (Gaussian, alarm threshold, score window's scales, discord term's window and scale)
+                and a short training summary
   weights.npz   the network's state_dict as plain arrays (see tensor_files.py)
   centres.npz   the error model's centres (scoring/centres.py), when it has any (`error-centres` > 0)
+  discord.npz   the discord term's reference shapes (scoring/discord.py), when it has the term
 Loading rebuilds the network from the hyperparameters and column count, then loads the
 weights, refusing any missing, extra or misshapen tensor. An artifact written before the
 alarm threshold existed loads without one (`alarm_threshold` None): it scores as before,
 and asking it for alarms is a UserError that says to retrain. One written before the score
 window existed (no `score_window`) scores every row alone, as it did. Format 2 (before the
-centres) loads with the one Gaussian it was calibrated with; format 3 adds `centres`.
+centres) loads with the one Gaussian it was calibrated with; format 3 adds `centres`; format 4 the
+discord term and the score window's position (without them: no discord term, a centred window).
 """
 
 from __future__ import annotations
