@@ -49,9 +49,10 @@ ARTIFACT_FILES = (META_FILE, WEIGHTS_FILE, CENTRES_FILE, DISCORD_FILE)
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """Per input row: the score (lower = more anomalous; see scoring/error_model.py: with the defaults the
-    log-likelihood of the Gaussian at the row's nearest centre, or its window's mean put on that scale) and
-    the one-step prediction in original units. Warm-up rows (the first context-length) are NaN.
+    """Per input row: the score (lower = more anomalous; scoring/error_model.py: with the defaults the lowest of
+    the row's log-likelihood under N(μ, Σ), its score window's mean and its discord term, each put on the scale
+    of the row's log-likelihood) and the one-step prediction in original units. Warm-up rows (the first
+    context-length) are NaN.
 
     Optional, when asked for: `alarm` 1.0 where the score is below the stored threshold, else 0.0;
     `attribution` each column's share (>= 0) of the squared Mahalanobis distance D^2 of the row's error

@@ -1,25 +1,31 @@
-"""The error model: how a row's error vector becomes its score. Fitted once by training, saved with the
-artifact, used unchanged by the predictor.
+"""The error model: how a row's error vector (and the series around it) becomes its score. Fitted once by
+training, saved with the artifact, used unchanged by the predictor.
 
-`ErrorModel` holds four parts, each computed by its own module:
+`ErrorModel` holds five parts, each computed by its own module:
 
   gaussian     N(μ, Σ) of the calibration rows' error vectors (gaussian.py): the paper's model
-  centres      error vectors of training rows; a row's log-likelihood is that of the Gaussian of covariance Σ
-               at its nearest centre (centres.py); without centres, that of N(μ, Σ)
+  centres      optional (`error-centres` > 0): error vectors of training rows; a row's log-likelihood is that of
+               the Gaussian of covariance Σ at its nearest centre (centres.py); without centres, that of N(μ, Σ)
   window       the score window (window.py): the row's log-likelihood or its window's mean, on the
-               calibration rows' scale
+               calibration rows' scale, the window centred on the row or trailing it
+  discord      the discord term (discord.py): how far the shape of the subsequence around the row lies from
+               the fitting rows' shapes, on the calibration rows' scale
   threshold    the alarm threshold (threshold.py): the alarm-fraction quantile of the calibration rows' scores
 
-and attribution.py splits a row's distance from μ over the columns. The score of a row is therefore, with the
-defaults, the log-likelihood of its nearest centre's Gaussian, or the mean over its window put on that scale;
-with `error-centres` 0 and `score-window` 1, the paper's log N(e; μ, Σ).
+and attribution.py splits a row's distance from μ over the columns. With z = (value - centre) / spread of each
+term against its own values on the calibration rows (window.py's Scale), the score of a row is
 
-Fit: `ErrorModel.fit(calibration, fitting, hp, dimension, collective)` (public: validates, then `_fit`
-computes). The calibration rows are scored exactly as a request's rows are (`_score`), each without its own
+    score = row.centre + row.spread * min(z_row, z_window, z_discord)
+
+in the units of the row's log-likelihood, and equal to it wherever the row's own term is the lowest. With
+`score-window` 1 and `discord-refs` 0 (and `error-centres` 0, the default), the paper's log N(e; μ, Σ).
+
+Fit: `ErrorModel.fit(calibration, fitting, hp, dimension, collective, values)` (public: validates, then `_fit`
+computes). The calibration rows are scored exactly as a request's rows are (`_combined`), each without its own
 error vector among the centres, as a new row would be. In a job of several ranks every rank passes its own
 parts and gets the same model (parallel/pooled.py). Artifact: `to_json()` gives model.json's entries,
-`save_centres` writes centres.npz; `from_json` reads both back (format 2 artifacts have neither centres nor,
-before them, the score window or threshold: those parts are None and the rows score as they did).
+`save_arrays` writes centres.npz and discord.npz; `from_json` reads them back (older artifacts lack the newer
+parts: those are None and the rows score as they did).
 """
 
 from __future__ import annotations
