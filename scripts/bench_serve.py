@@ -1,8 +1,8 @@
 """Benchmark the real `serve` (gunicorn + Flask) over loopback.
 
 Trains a model with the product's default hyperparameters (one epoch by default: the
-weights' values hardly change the cost of scoring) on 12,000 rows (so that all of the default 10,000 error
-centres are drawn) with the real `train`, starts the
+weights' values hardly change the cost of scoring) on 12,000 rows (so that all of 10,000 error centres are drawn
+when `--hp error-centres=10000` asks for them) with the real `train`, starts the
 real `serve`, and measures end-to-end request times with a keep-alive client:
 
   * latency of a 32,000-row univariate request (the size of the ECG test set), median
@@ -10,7 +10,21 @@ real `serve`, and measures end-to-end request times with a keep-alive client:
 
 plus an in-process breakdown (parse / score / format) of the large request.
 
+With --cases, instead: what the default error model costs against the one Gaussian, on real data from
+../shared/data, each request through one `serve` worker (one thread), the same LSTM (trained once per case
+with seed 0: the scoring hyperparameters do not change training), medians of --repeat-cases requests:
+
+  ucr       a univariate UCR series (001_UCR_Anomaly_DISTORTED1sddb40): trained on its training part, its
+            whole test part (45,000 rows) as one request
+  fg        fg-sample's train.csv (2 columns); test.csv repeated to 35,000 rows
+  smd       smd-dev machine-1-2 (38 columns); its test part (23,694 rows)
+
+and prints per case the request time of the defaults, of `discord-refs` 0 (the one Gaussian and the score
+window: the reference, whose ratio must stay within 2), of `error-centres` 10000 (the former default), and the
+ratios.
+
     .venv/bin/python scripts/bench_serve.py [--hp hidden-size=64 ...] [--workers 2] [--repeat 20]
+    .venv/bin/python scripts/bench_serve.py --cases [--repeat-cases 3]
 """
 
 from __future__ import annotations
@@ -113,6 +127,65 @@ def breakdown(base: Path, body: bytes) -> dict[str, float]:
     return {"parse_s": t1 - t0, "score_s": t2 - t1, "format_s": t3 - t2}
 
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REFERENCE = {"discord-refs": "0"}
+VARIANTS = {"default": {}, "one_gaussian": REFERENCE, "centres_10000": {"error-centres": "10000"}}
+
+
+def case_data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, request rows) of a --cases case, read from ../shared/data in place."""
+    if name == "ucr":
+        values = np.loadtxt(DATA / "ucr-dev" / "001_UCR_Anomaly_DISTORTED1sddb40_35000_52000_52620.txt")[:, None]
+        return values[:35_000], values[35_000:]
+    if name == "fg":
+        train_rows = np.loadtxt(DATA / "fg-sample" / "train.csv", delimiter=",")
+        test = np.loadtxt(DATA / "fg-sample" / "test.csv", delimiter=",")
+        return train_rows, np.tile(test, (7, 1))  # 35,000 rows
+    folder = DATA / "smd-dev"
+    return (np.loadtxt(folder / "train" / "machine-1-2.txt", delimiter=","),
+            np.loadtxt(folder / "test" / "machine-1-2.txt", delimiter=","))
+
+
+def train_on(base: Path, hyperparameters: dict[str, str], values: np.ndarray) -> None:
+    paths = Paths(base)
+    write_training_config(paths, ["training"], hyperparameters)
+    paths.channel("training").mkdir(parents=True)
+    np.savetxt(paths.channel("training") / "train.csv", values, delimiter=",", fmt="%.9g")
+    subprocess.run([str(BIN / "train")], env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)}, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def run_cases(repeat: int, epochs: str) -> None:
+    """The --cases report (see the module doc)."""
+    if not DATA.is_dir():
+        sys.exit(f"SKIPPED: {DATA} is absent; --cases reads ../shared/data")
+    environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1", "LSTM_AD_SERVER_THREADS": "1", "LSTM_AD_TORCH_THREADS": "1"}
+    for case in ("ucr", "fg", "smd"):
+        train_rows, request = case_data(case)
+        body = csv_body(request)
+        medians = {}
+        with tempfile.TemporaryDirectory(prefix=f"bench-serve-{case}-") as folder:
+            for variant, overrides in VARIANTS.items():
+                base = Path(folder) / variant
+                train_on(base, {"epochs": epochs, "seed": "0", **overrides}, train_rows)
+                server = LocalServer(base, [str(BIN / "serve")], environment, base / "serve.log")
+                server.start()
+                try:
+                    server.wait_until_ready(180)
+                    session = requests.Session()
+                    timed_posts(session, server.url, body, 1, len(request))  # warm up
+                    medians[variant] = statistics.median(timed_posts(session, server.url, body, repeat, len(request)))
+                finally:
+                    server.stop()
+        ratio = medians["default"] / medians["one_gaussian"]
+        print(f"case={case} rows={len(request)} columns={request.shape[1]} "
+              + " ".join(f"{v}_ms={1000 * t:.0f}" for v, t in medians.items())
+              + f" default/one_gaussian={ratio:.2f} centres_10000/one_gaussian="
+              f"{medians['centres_10000'] / medians['one_gaussian']:.2f} within_2x={'yes' if ratio <= 2 else 'NO'}",
+              flush=True)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
@@ -126,7 +199,13 @@ def main() -> None:
     parser.add_argument("--repeat-large", type=int, default=5, help="requests of the large size")
     parser.add_argument("--train-rows", type=int, default=12_000,
                         help="training rows (the default draws all of the default 10,000 error centres)")
+    parser.add_argument("--cases", action="store_true",
+                        help="the default error model against the one Gaussian on real data (see above)")
+    parser.add_argument("--repeat-cases", type=int, default=3, help="requests per case and model (median)")
     args = parser.parse_args()
+    if args.cases:
+        run_cases(args.repeat_cases, args.epochs)
+        return
     hyperparameters = {"epochs": args.epochs, **dict(item.split("=", 1) for item in args.hp)}
 
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:

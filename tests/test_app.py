@@ -187,7 +187,9 @@ def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert response.status_code == 413
     assert "1 MB" in response.data.decode() and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in response.data.decode()
-    assert "overlap by context-length + score-window - 1 rows" in response.data.decode()
+    head, tail = predictor.rows_needed()  # context-length 5 + 12 before; 12 after (window 25 and discord 10)
+    assert (head, tail) == (CONTEXT + 12, 12)
+    assert f"overlap by {head + tail} rows, what this model reads around a row" in response.data.decode()
     assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200
 
 
@@ -198,6 +200,9 @@ class BrokenPredictor:
 
     def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult:
         raise KeyError("internal detail")
+
+    def rows_needed(self) -> tuple[int, int]:
+        return CONTEXT, 0
 
 
 def test_our_bug_is_a_short_500_with_the_traceback_only_in_the_log(caplog: pytest.LogCaptureFixture) -> None:

@@ -21,7 +21,7 @@ from lstm_ad.scoring.discord import (
     nearest_distances,
     shapes,
 )
-from lstm_ad.scoring.error_model import ErrorModel
+from lstm_ad.scoring.error_model import ErrorModel, rows_read
 from lstm_ad.scoring.gaussian import Gaussian
 from lstm_ad.scoring.window import Scale, ScoreWindow
 
@@ -146,3 +146,13 @@ def collective_of_one():
     from lstm_ad.parallel.collectives import Collective
 
     return Collective()
+
+
+@pytest.mark.parametrize("window, position, discord, expected", [
+    (25, "centred", 0, (12, 12)), (25, "trailing", 0, (24, 0)), (24, "centred", 0, (11, 12)),
+    (25, "centred", 50, (24, 25)), (25, "trailing", 50, (49, 0)), (25, "centred", 9, (12, 12)),
+    (1, "centred", 0, (0, 0))])
+def test_rows_a_score_reads_around_its_row(window: int, position: str, discord: int, expected: tuple[int, int]
+                                           ) -> None:
+    """The score window's rows and the discord subsequence's (centred: (m-1)//2 before, the rest after)."""
+    assert rows_read(window, position, discord) == expected

@@ -21,7 +21,7 @@ from conftest import TINY_HYPERPARAMETERS, sine_series, write_csv
 from lstm_ad.predictor import Predictor
 from lstm_ad_local.errors import LocalJobError
 from lstm_ad_local.jobs import run_training_job
-from lstm_ad_local.series_files import join_outputs, overlap, split_series
+from lstm_ad_local.series_files import join_outputs, margins, split_series
 from lstm_ad_local.transform import TransformSettings, run_transform_job
 
 COLUMNS = 2
@@ -203,18 +203,18 @@ def test_line_split_with_a_short_last_mini_batch_completes(trained: dict[str, Pa
 
 @pytest.mark.slow
 def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict[str, Path], tmp_path: Path) -> None:
-    """For series above the 100 MB request limit: split (overlap = context-length + score-window - 1, the
-    default 25), transform, join."""
+    """For series above the 100 MB request limit: split (the overlap read from the model: context-length +
+    score-window - 1, the default 25; no discord term on several columns), transform, join."""
     values = sine_series(900, COLUMNS, seed=10)
     series = write_csv(tmp_path / "series.csv", values)
     cli = [str(BIN / "lstm-ad-local")]
     split = subprocess.run([*cli, "split", "--input", str(series), "--output", str(tmp_path / "parts"),
-                            "--rows-per-part", "300", "--context-length", str(CONTEXT)],
+                            "--rows-per-part", "300", "--model", str(trained["artifact"])],
                            capture_output=True, text=True, timeout=60)
     assert split.returncode == 0 and split.stdout.strip() == f"4 parts in {tmp_path / 'parts'}", split.stderr
     run_transform_job(trained["artifact"], tmp_path / "parts", tmp_path / "out", TransformSettings())
     joined = subprocess.run([*cli, "join", "--outputs", str(tmp_path / "out"), "--output", str(tmp_path / "all.out"),
-                             "--context-length", str(CONTEXT)], capture_output=True, text=True, timeout=60)
+                             "--context-length", str(CONTEXT)], capture_output=True, text=True, timeout=60)  # same
     assert joined.returncode == 0, joined.stderr
     rows = _out_rows(tmp_path / "all.out")
     assert len(rows) == len(values)
@@ -244,7 +244,7 @@ def test_payload_over_the_limit_fails_the_file_and_stops_the_server(trained: dic
     with pytest.raises(LocalJobError, match=r"big\.csv: The file is 0\.\d+ MB, over MaxPayloadInMB") as failure:
         run_transform_job(trained["artifact"], tmp_path / "input", tmp_path / "out",
                           TransformSettings(max_payload_mb=0.001), job_dir=job)
-    assert "overlap by context-length + score-window - 1 rows" in str(failure.value)
+    assert "overlap by what the model reads around a row (lstm-ad-local split --model)" in str(failure.value)
     assert not (tmp_path / "out" / "big.csv.out").exists()
     assert (job / "model" / "model.json").is_file()  # the model was unpacked where SAGEMAKER_BASE_DIR points
     assert _processes_with(str(job)) == []  # the server (gunicorn and its workers) is gone
@@ -313,13 +313,15 @@ def test_join_takes_each_row_from_the_part_whose_score_window_around_it_is_whole
     """context-length 5, score-window 5 (2 rows before, 2 after): parts overlap by 9 rows."""
     series = tmp_path / "series.csv"
     series.write_text("".join(f"{row}\n" for row in range(100)))
-    parts = split_series(series, tmp_path / "parts", 40, overlap(5, 5))
+    head, tail = margins(5, 5)
+    assert (head, tail) == (7, 2)
+    parts = split_series(series, tmp_path / "parts", 40, head + tail)
     assert [p.read_text().split()[0] for p in parts] == ["0", "31", "62"]  # each starts 9 rows back
     (tmp_path / "out").mkdir()
     for number, part in enumerate(parts, start=1):  # a stand-in answer: which part scored the row, and the row
         answer = "".join(f"{number},{row}\n" for row in part.read_text().split())
         (tmp_path / "out" / f"{part.name}.out").write_text(answer)
-    joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", 5, 5)
+    joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", head, tail)
     lines = [line.split(",") for line in joined.read_text().splitlines()]
     assert [int(row) for _, row in lines] == list(range(100))
     # Part 1 up to 2 rows before its end (row 39); part 2 from 5 + 2 rows after its start (31) to 2 before its end

@@ -82,6 +82,14 @@ class Predictor:
     def context_length(self) -> int:
         return self.hyperparameters.context_length
 
+    def rows_needed(self) -> tuple[int, int]:
+        """(before, after): the rows a request must hold before and after a row for the row to be scored as
+        in one long request (a live stream's overlap is `before` rows; split files overlap by the sum): the
+        warm-up of context-length rows before the rows its score reads (ErrorModel.rows_around). Scores
+        agree up to the network's sensitivity to where it starts reading (docs/serving-and-batch.md)."""
+        before, after = self.error_model.rows_around()
+        return self.context_length + before, after
+
     def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
         """Standardised error vectors and one-step predictions of a raw series."""
         self.network.eval()

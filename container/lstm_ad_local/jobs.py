@@ -31,7 +31,7 @@ from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths,
 
 from .errors import LocalJobError
 from .job_folder import link_channel
-from .series_files import join_outputs, overlap, split_series
+from .series_files import join_outputs, margins, split_series
 from .server import console_script
 from .transform import STRATEGIES, TransformSettings, run_transform_job
 
@@ -176,23 +176,51 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
     demo.add_argument("--output", required=True, type=Path)
     demo.add_argument("--seed", type=int, default=0)
-    split = commands.add_parser("split", help="split a long series into files overlapping by "
-                                "context-length + score-window - 1 rows")
+    split = commands.add_parser("split", help="split a long series into files that overlap by what the model reads "
+                                "around a row (its log and model.json say; or give --model)")
     split.add_argument("--input", required=True, type=Path, help="the CSV series")
     split.add_argument("--output", required=True, type=Path, help="folder for part-00001.csv, ...")
     split.add_argument("--rows-per-part", required=True, type=int)
-    split.add_argument("--context-length", required=True, type=int, help="the model's context-length")
-    split.add_argument("--score-window", type=int, default=SCORE_WINDOW, help=f"the model's score-window "
-                       f"(default {SCORE_WINDOW}, the hyperparameter's default)")
+    _model_arguments(split)
     join = commands.add_parser("join", help="join the parts' .out files into one answer for the whole series")
     join.add_argument("--outputs", required=True, type=Path, help="folder with part-*.csv.out")
     join.add_argument("--output", required=True, type=Path, help="the joined .out file")
-    join.add_argument("--context-length", required=True, type=int, help="as given to split")
-    join.add_argument("--score-window", type=int, default=SCORE_WINDOW, help="as given to split")
+    _model_arguments(join)
     report = commands.add_parser("demo-report", help="compare a demo .out with the labelled anomalies")
     report.add_argument("--out", required=True, type=Path, help="the .out file of the demo test series")
     report.add_argument("--labels", required=True, type=Path, help="the demo labels file (0/1 per row)")
     return parser
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the model reads around a row: from the model itself (--model), or from its hyperparameters."""
+    parser.add_argument("--model", type=Path, help="the model (model.tar.gz or its folder): reads the rest from it")
+    parser.add_argument("--context-length", type=int, help="without --model: the model's context-length")
+    parser.add_argument("--score-window", type=int, default=SCORE_WINDOW,
+                        help=f"without --model: the model's score-window (default {SCORE_WINDOW})")
+    parser.add_argument("--discord-window", type=int, default=0,
+                        help="without --model: the window of the model's discord term as its training log names it "
+                             "(0: no discord term)")
+    parser.add_argument("--score-window-position", default="centred", choices=["centred", "trailing"],
+                        help="without --model: the model's score-window-position (default centred)")
+
+
+def _margins(args: argparse.Namespace) -> tuple[int, int]:
+    """(head, tail) of series_files.margins, from --model or the hyperparameters given."""
+    if args.model is not None:
+        from lstm_ad.predictor import Predictor
+
+        from .archive import safe_extract
+
+        if args.model.is_dir():
+            return Predictor.load(args.model).rows_needed()
+        with tempfile.TemporaryDirectory(prefix="lstm-ad-model-") as folder:
+            safe_extract(args.model, Path(folder))
+            return Predictor.load(Path(folder)).rows_needed()
+    if args.context_length is None:
+        raise LocalJobError("Give --model (the model.tar.gz or its folder) or --context-length (with --score-window, "
+                            "--discord-window and --score-window-position as the model was trained).")
+    return margins(args.context_length, args.score_window, args.discord_window, args.score_window_position)
 
 
 def _run_command(args: argparse.Namespace) -> None:
@@ -215,14 +243,14 @@ def _run_command(args: argparse.Namespace) -> None:
         outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
         print("Output: " + ", ".join(str(p) for p in outputs))
     elif args.command == "split":
-        parts = split_series(args.input, args.output, args.rows_per_part,
-                             overlap(args.context_length, args.score_window))
+        head, tail = _margins(args)
+        parts = split_series(args.input, args.output, args.rows_per_part, head + tail)
         print(f"{len(parts)} parts in {args.output}")
     elif args.command == "join":
         outputs = sorted(args.outputs.glob("part-*.csv.out"))
         if not outputs:
             raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
-        joined = join_outputs(outputs, args.output, args.context_length, args.score_window)
+        joined = join_outputs(outputs, args.output, *_margins(args))
         print(f"Joined {len(outputs)} parts into {joined}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())

@@ -236,8 +236,8 @@ def _check_size(payload: bytes, limit: int, what: str) -> None:
     if limit and len(payload) > limit:
         raise LocalJobError(
             f"{what} is {len(payload) / MB:.2f} MB, over MaxPayloadInMB ({limit / MB:.3g} MB). Raise the limit "
-            f"(at most {MAX_PAYLOAD_LIMIT_MB} MB), or split a long series into files that overlap by "
-            "context-length + score-window - 1 rows (lstm-ad-local split).")
+            f"(at most {MAX_PAYLOAD_LIMIT_MB} MB), or split a long series into files that overlap by what the model "
+            "reads around a row (lstm-ad-local split --model).")
 
 
 def _invoke(server: LocalServer, payload: bytes, settings: TransformSettings) -> bytes:

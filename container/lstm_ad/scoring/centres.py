@@ -130,5 +130,5 @@ def _matrix_search(points: np.ndarray, queries: np.ndarray, exclude: np.ndarray 
             own = torch.from_numpy(exclude[start:start + MATRIX_ROWS])
             rows = torch.nonzero(own >= 0).ravel()
             distances[rows, own[rows]] = torch.inf
-        result[start:start + len(block)] = distances.argmin(dim=1).numpy()
+        result[start:start + len(block)] = distances.numpy().argmin(axis=1)  # torch's argmin: 20-30x slower on CPU
     return result

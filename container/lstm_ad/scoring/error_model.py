@@ -48,10 +48,11 @@ from ..parallel.collectives import Collective
 from ..tensor_files import load_tensors, save_tensors
 from .attribution import column_shares
 from .centres import NearestCentres
-from .discord import SEGMENTS, Discord, fit_discord
+from .discord import SEGMENTS, Discord, fit_discord, subsequence_start
 from .gaussian import Gaussian
 from .threshold import alarm_threshold, alarms
-from .window import POSITIONS, Scale, ScoreWindow, window_means
+from .window import CENTRED, POSITIONS, Scale, ScoreWindow, window_means
+from .window import rows_around as window_rows_around
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ class ErrorModel:
     window: ScoreWindow | None = None  # None: an artifact from before the score window; rows scored alone
     alarm_threshold: float | None = None  # None: an artifact from before thresholds were stored
     discord: Discord | None = None  # None: no discord term (off, or an artifact from before it)
+
+    def rows_around(self) -> tuple[int, int]:
+        """(before, after): the rows of its request a row's score reads before and after it, beyond the rows
+        of its own error vector (the score window's, the discord subsequence's; 0 and 0 for rows alone)."""
+        window = self.window.window if self.window is not None else 1
+        position = self.window.position if self.window is not None else CENTRED
+        return rows_read(window, position, self.discord.window if self.discord is not None else 0)
 
     @property
     def dimension(self) -> int:
@@ -259,3 +267,13 @@ def _load_discord(folder: Path, entry: dict[str, Any] | None, columns: Any) -> D
         raise ArtifactError(f"{folder / DISCORD_FILE}: references of shape {refs.shape} (expected {expected}, "
                             "all finite): the model is damaged; use the artifact training wrote, or retrain.")
     return Discord(int(entry["window"]), str(entry["position"]), refs, Scale.from_json(entry["scale"]))
+
+
+def rows_read(score_window: int, position: str, discord_window: int) -> tuple[int, int]:
+    """(before, after): the rows of its request that a row's score reads before and after it, for a score window
+    of `score_window` rows and a discord subsequence of `discord_window` rows (0: none) at `position`."""
+    window_before, window_after = window_rows_around(score_window, position)
+    if not discord_window:
+        return window_before, window_after
+    discord_before = subsequence_start(discord_window, position)
+    return max(window_before, discord_before), max(window_after, discord_window - 1 - discord_before)
