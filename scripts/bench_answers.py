@@ -74,7 +74,7 @@ def calibration_scores(predictor: Predictor, train: np.ndarray) -> np.ndarray:
     if centres is not None:
         index = {centre.tobytes(): i for i, centre in enumerate(centres)}
         own = np.array([index.get(e.astype(np.float32).tobytes(), -1) for e in errors])
-    return predictor.error_model.score(errors, own)
+    return predictor.error_model.score(errors, part, exclude=own)
 
 
 def read_interpretation(path: Path) -> list[tuple[int, int, list[int]]]:

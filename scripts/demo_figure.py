@@ -4,7 +4,7 @@ alarms, drawn from what `bash scripts/demo.sh` wrote.
     python scripts/demo_figure.py [--demo-dir demo] [--output docs/demo.png]
 
 Alarms are the rows the optional `alarm` output flags: score below the threshold that training stored in
-`model.json` (the same rule, `lstm_ad.threshold.alarms`). scripts/run_notebooks.sh makes the README's copy.
+`model.json` (the same rule, `lstm_ad.scoring.threshold.alarms`). scripts/run_notebooks.sh makes the README's copy.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from lstm_ad.threshold import alarms  # noqa: E402
+from lstm_ad.scoring.threshold import alarms  # noqa: E402
 
 from lstm_ad_local.demo_data import read_scores  # noqa: E402
 

@@ -30,6 +30,10 @@ TIMEOUT_S = 10  # the process-group timeout of these tests
 # (2026-12-02): largest weight difference 2e-7 after 2 epochs; float32 rounding of the summed gradients.
 WEIGHT_TOLERANCE = 1e-4
 FILES = {"a.csv": sine_series(320, 2, seed=1), "b.csv": sine_series(280, 2, seed=2, period=30)}
+# Both optional parts of the error model on (centres; the discord term, whose window must be set for two columns),
+# so that their pooling over the ranks is checked too.
+HYPERPARAMETERS = {**TINY_HYPERPARAMETERS, "early-stopping-patience": "0", "error-centres": "10000",
+                   "discord-window": "10"}
 
 
 def cluster_environment(port: int, **extra: str) -> dict[str, str]:
@@ -75,7 +79,7 @@ def single_process_model(tmp_path: Path, hyperparameters: dict[str, str]) -> Pat
     return base / "model"
 
 
-STATISTICS = ("scaler", "gaussian", "score_window")  # pooled over the ranks: as one process computes them
+STATISTICS = ("scaler", "gaussian", "score_window", "discord")  # pooled over the ranks: as one process computes them
 
 
 def assert_same_model(model: Path, reference: Path) -> None:
@@ -93,10 +97,13 @@ def assert_same_model(model: Path, reference: Path) -> None:
     assert abs(ours["alarm_threshold"] - theirs["alarm_threshold"]) < 1e-3 * abs(theirs["alarm_threshold"])
     # The centres: every fitting and calibration row of every file (fewer rows than error-centres), gathered in
     # rank order, so the same vectors as one process's in another order (each within rounding of one of them).
-    centres, expected_centres = (load_tensors(m / "centres.npz")[0]["centres"].numpy() for m in (model, reference))
-    assert centres.shape == expected_centres.shape and ours["centres"]["count"] == len(expected_centres)
-    closest = np.abs(centres[:, None, :] - expected_centres[None, :, :]).max(axis=2).min(axis=1)
-    assert closest.max() < 1e-3, closest.max()
+    # The discord term's references likewise: every subsequence of the fitting rows (fewer than discord-refs).
+    for file, key, count in (("centres.npz", "centres", ours["centres"]["count"]),
+                             ("discord.npz", "refs", ours["discord"]["refs"])):
+        vectors, expected_vectors = (load_tensors(m / file)[0][key].numpy() for m in (model, reference))
+        assert vectors.shape == expected_vectors.shape and count == len(expected_vectors)
+        closest = np.abs(vectors[:, None, :] - expected_vectors[None, :, :]).max(axis=2).min(axis=1)
+        assert closest.max() < 1e-3, (file, closest.max())
 
 
 def _numbers(value: object) -> list[float]:
@@ -109,13 +116,14 @@ def _numbers(value: object) -> list[float]:
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["FullyReplicated", "ShardedByS3Key"])
 def test_two_hosts_train_the_model_one_process_would(tmp_path: Path, sharded: bool) -> None:
-    hyperparameters = {**TINY_HYPERPARAMETERS, "early-stopping-patience": "0"}
+    hyperparameters = HYPERPARAMETERS
     folders = host_folders(tmp_path, hyperparameters, sharded)
     environment = cluster_environment(free_port())
     processes = [start_train(folder, environment) for folder in folders]
     logs = run_all(processes)
     assert [p.returncode for p in processes] == [0, 0], logs
-    assert sorted(p.name for p in (folders[0] / "model").iterdir()) == ["centres.npz", "model.json", "weights.npz"]
+    assert sorted(p.name for p in (folders[0] / "model").iterdir()) == ["centres.npz", "discord.npz", "model.json",
+                                                                         "weights.npz"]
     assert list((folders[1] / "model").iterdir()) == []  # only rank 0 writes the model
     assert len(metric_values(logs[0], "train_mse")) == 2 and metric_values(logs[1], "train_mse") == []
     assert "rank 0 (on algo-1) writes the model" in logs[1]
@@ -127,7 +135,7 @@ def test_two_hosts_train_the_model_one_process_would(tmp_path: Path, sharded: bo
 
 def test_two_local_ranks_on_one_host_train_the_model_one_process_would(tmp_path: Path) -> None:
     """LSTM_AD_PROCESSES_PER_HOST=2: `train` starts its second process itself (the multi-GPU path, on CPU)."""
-    hyperparameters = {**TINY_HYPERPARAMETERS, "early-stopping-patience": "0"}
+    hyperparameters = HYPERPARAMETERS
     base = make_opt_ml(tmp_path / "host", hyperparameters, {"training": FILES})
     environment = {**os.environ, "LSTM_AD_PROCESSES_PER_HOST": "2", "LSTM_AD_MASTER_PORT": str(free_port()),
                    "LSTM_AD_HOST_ADDRESSES": "algo-1=127.0.0.1", "LSTM_AD_DIST_TIMEOUT": str(TIMEOUT_S),

@@ -65,6 +65,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def trained_with_arrays(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-column model with centres and the discord term: its artifact has centres.npz and discord.npz."""
+    base = tmp_path_factory.mktemp("opt_ml_arrays")
+    train(base, {**TINY_HYPERPARAMETERS, "error-centres": "10000", "discord-window": "10"},
+          sine_series(2000, columns=1))
+    return base
+
+
+@pytest.fixture(scope="module")
 def server(trained: Path) -> Iterator[Server]:
     server = Server(trained, SAGEMAKER_MODEL_SERVER_WORKERS="2", LSTM_AD_TORCH_THREADS="1")
     try:
@@ -304,19 +313,24 @@ def test_a_malformed_request_between_two_good_ones_harms_neither(server: Server)
     ("pickled weights", "Cannot serve: The model in {model} is damaged or incompatible: {model}/weights.npz is not "
                         "a plain numeric .npz archive"),
     ("other shapes", "Cannot serve: The model in {model} is damaged or incompatible: Error(s) in loading state_dict"),
-    ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads versions 2, 3. Retrain"),
+    ("old format", "Cannot serve: {model}/model.json: format version 1; this image reads versions 2, 3, 4. Retrain"),
     ("centres missing", "Cannot serve: The model in {model} is damaged or incompatible: {model}/centres.npz does "
                         "not exist"),
-    ("centres of another width", "Cannot serve: {model}/centres.npz: centres of shape (380, 3) (expected (380, 4), "
-                                 "all finite): the model is damaged"),
+    ("centres of another width", "Cannot serve: {model}/centres.npz: centres of shape (CENTRES, 1) (expected "
+                                 "(CENTRES, 2), all finite): the model is damaged"),
+    ("discord missing", "Cannot serve: The model in {model} is damaged or incompatible: {model}/discord.npz does "
+                        "not exist"),
+    ("discord of another width", "Cannot serve: {model}/discord.npz: references of shape (1024, 7) (expected "
+                                 "(1024, 8), all finite): the model is damaged"),
 ])
-def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_path: Path, damage: str,
+def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained_with_arrays: Path, tmp_path: Path, damage: str,
                                                             reason: str) -> None:
     model = tmp_path / "model"
     model.mkdir()
     if damage != "missing":
-        for name in ("model.json", "weights.npz", "centres.npz"):
-            (model / name).write_bytes((trained / "model" / name).read_bytes())
+        for name in ("model.json", "weights.npz", "centres.npz", "discord.npz"):
+            (model / name).write_bytes((trained_with_arrays / "model" / name).read_bytes())
+    centres_count = load_tensors(model / "centres.npz")[0]["centres"].shape[0] if damage != "missing" else 0
     weights = model / "weights.npz"
     if damage == "truncated weights":
         weights.write_bytes(weights.read_bytes()[:100])
@@ -332,6 +346,11 @@ def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_pa
     if damage == "centres of another width":
         centres = load_tensors(model / "centres.npz")[0]["centres"]
         save_tensors(model / "centres.npz", {"centres": centres[:, :-1]})
+    if damage == "discord missing":
+        (model / "discord.npz").unlink()
+    if damage == "discord of another width":
+        refs = load_tensors(model / "discord.npz")[0]["refs"]
+        save_tensors(model / "discord.npz", {"refs": refs[:, :-1]})
     if damage == "old format":
         meta = json.loads((model / "model.json").read_text())
         (model / "model.json").write_text(json.dumps({**meta, "format_version": 1}))
@@ -342,7 +361,7 @@ def test_a_model_that_cannot_be_loaded_stops_serve_at_once(trained: Path, tmp_pa
         server.stop()
     log = server.log_path.read_text()
     assert code == 1
-    assert reason.format(model=model) in log, log
+    assert reason.format(model=model).replace("CENTRES", str(centres_count)) in log, log
     assert "Listening at" not in log  # never a server that would answer /ping
 
 
