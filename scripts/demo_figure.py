@@ -20,8 +20,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from lstm_ad.scoring.threshold import alarms  # noqa: E402
 
+from lstm_ad.scoring.threshold import alarms  # noqa: E402
 from lstm_ad_local.demo_data import read_scores  # noqa: E402
 
 
