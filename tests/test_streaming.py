@@ -117,6 +117,16 @@ def test_irregular_chunks_give_the_whole_series_scores(case: str, request: pytes
     check(stream(server, values, first, sizes, before), whole, predictor)
 
 
+@pytest.mark.parametrize("case", ["demo", "ucr"])
+def test_the_overlap_is_told_in_model_json_and_the_serve_log(case: str, request: pytest.FixtureRequest) -> None:
+    server, predictor, _ = request.getfixturevalue(case)
+    before, after = predictor.rows_needed()
+    meta = json.loads((server.base / "model" / "model.json").read_text())
+    assert meta["rows_needed"] == {"before": before, "after": after} and after == 0
+    told = f"a live stream sends each new row with the {before} rows before it; split files overlap by {before} rows"
+    assert told in server.log_path.read_text()
+
+
 def test_a_centred_window_changes_the_last_rows_once_later_rows_arrive(demo, tmp_path: Path) -> None:
     """What `centred` costs a stream: the same data and network, the default position."""
     _, trailing, values = demo

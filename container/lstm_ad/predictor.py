@@ -90,6 +90,16 @@ class Predictor:
         before, after = self.error_model.rows_around()
         return self.context_length + before, after
 
+    def rows_needed_text(self) -> str:
+        """rows_needed() for a client: what a live stream and split files must send (the logs of train, serve)."""
+        before, after = self.rows_needed()
+        provisional = (f" and gets provisional scores for its last {after} rows (score-window-position "
+                       f"{self.hyperparameters.score_window_position}; `trailing` makes every score final)")
+        return (f"A row is scored as in one long request when its request holds the {before} rows before it"
+                f"{f' and the {after} after it' if after else ''}: a live stream sends each new row with the "
+                f"{before} rows before it{provisional if after else ''}; split files overlap by {before + after} rows "
+                "(model.json: rows_needed).")
+
     def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
         """Standardised error vectors and one-step predictions of a raw series."""
         self.network.eval()
@@ -144,6 +154,8 @@ class Predictor:
             "chunk_length": self.chunk_length,
             "scaler": self.scaler.to_json(),
             **self.error_model.to_json(),  # gaussian, alarm_threshold, score_window, centres, discord
+            # For clients (a live stream's overlap, split files'); derived, never read back: rows_needed()
+            "rows_needed": dict(zip(("before", "after"), self.rows_needed(), strict=True)),
             "summary": self.summary,
         }
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))

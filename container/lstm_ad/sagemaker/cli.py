@@ -110,6 +110,8 @@ def _train_rank(paths: Paths, stop: StopFlag, hp: Hyperparameters, channels: dic
     summary = result.summary
     logger.info("Model written to %s (%d epochs, best epoch %d%s).", paths.model_dir, summary.epochs_run,
                 summary.best_epoch, ", interrupted by SIGTERM" if summary.interrupted else "")
+    logger.info("%s", result.predictor.rows_needed_text())
+
 
 
 def run_train(paths: Paths, stop: StopFlag, local_rank: int = 0) -> int:

@@ -138,5 +138,6 @@ def main() -> None:
                 settings.torch_threads, settings.timeout_s, settings.max_payload_mb, predictor.columns,
                 predictor.context_length, ",".join(o for o in OPTIONS if o in outputs) or "none",
                 chooser)
+    logger.info("%s", predictor.rows_needed_text())
     del predictor
     InferenceServer(paths, settings).run()
