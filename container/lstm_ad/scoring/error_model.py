@@ -126,9 +126,10 @@ class ErrorModel:
             [scored._combined(part, None if values is None else values[0][index])
              for index, part in enumerate(row_scores)]) if row_scores else np.empty(0))
         threshold = alarm_threshold(scores, hp.alarm_fraction)
-        logger.info("Alarm threshold: score %.6g, the %g quantile of the %d calibration rows' scores "
-                    "(alarm-fraction; score window %d rows); the alarm output flags rows scoring below it.",
-                    threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()), hp.score_window)
+        logger.info("Alarm threshold: score %.6g, for a false-alarm rate of %g on new normal rows (alarm-fraction: "
+                    "the tail of the %d calibration rows' scores, extrapolated and moved down, scoring/threshold.py); "
+                    "the alarm output flags rows scoring below it.",
+                    threshold, hp.alarm_fraction, int(np.isfinite(scores).sum()))
         return dataclasses.replace(scored, alarm_threshold=threshold)
 
     # -- score ----------------------------------------------------------------------------------
