@@ -17,6 +17,7 @@ the error model's fit: that is what the stop sample bounds, lstm_ad/stop_sample.
 
 --code runs `train` from another checkout's `container/` folder (put first on PYTHONPATH), e.g. a worktree of
 the commit before the stop sample: that is how the "before" figures in docs/benchmarks.md were taken.
+--scale multiplies every case's rows (tests/test_bench_scripts.py runs it tiny).
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def series_file(folder: Path, rows: int, columns: int) -> Path:
     return path
 
 
-def run_case(name: str, data: Path, work: Path, code: Path | None, timeout: float) -> Outcome:
+def run_case(name: str, data: Path, work: Path, code: Path | None, timeout: float, scale: float = 1.0) -> Outcome:
     rows, columns, extra = CASES[name]
+    rows = max(int(rows * scale), 5000)
     base = work / re.sub(r"[^a-z0-9]+", "-", name.lower())
     paths = Paths(base)
     write_training_config(paths, ["training"], {**COMMON, **extra})
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "lstm-ad-bench-stop",
                         help="folder of the generated training files (kept for the next run)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for `train` after the stop")
+    parser.add_argument("--scale", type=float, default=1.0, help="rows of each case times this (tests: tiny)")
     args = parser.parse_args(argv)
     names = [list(CASES)[i - 1] for i in args.cases] if args.cases else list(CASES)
     print(f"code: {args.code or 'this checkout'}; {os.cpu_count()} cores; hyperparameters {COMMON} plus the case's")
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-stop-") as work:
         for name in names:
-            o = run_case(name, args.data, Path(work), args.code, args.timeout)
+            o = run_case(name, args.data, Path(work), args.code, args.timeout, args.scale)
             print(f"| {o.case} | {o.exit_code} | {o.stop_to_exit_s:.1f} | {o.final_pass_s:.1f} | "
                   f"{'yes' if o.model_written else 'NO'} | {o.load_before:.1f}/{o.load_after:.1f} | "
                   f"{o.sample_line or '(no sample)'} |", flush=True)

@@ -134,7 +134,7 @@ def test_a_stopped_job_keeps_the_fraction_its_budget_allows(monkeypatch: pytest.
 def test_a_stopped_train_on_3m_rows_writes_its_model_well_within_120_s(tmp_path: Path) -> None:
     """The bound where it matters: the real `train`, SIGTERM early in epoch 2 (a stop before the first epoch
     completes saves nothing), the model written and the process gone within 60 s of the signal: half of what
-    SageMaker allows. Unbounded, the error model's fit took 23-40 s here (3M rows, centres; bench_stop.py)."""
+    SageMaker allows. Unbounded, 5M rows with centres took 38-77 s here (bench_stop.py)."""
     rows = 3_000_000
     base = make_opt_ml(tmp_path, {"sequence-stride": "1000", "error-centres": "10000"},
                        {"training": {"big.csv": sine_series(rows, 1, period=100)}})

@@ -4,7 +4,7 @@ SageMaker kills a training container 120 s after SIGTERM (StopTrainingJob, MaxRu
 interruption): a model that is not in /opt/ml/model by then is lost. After a stop, training fits the error model
 with the best weights so far (training._finish): the error vectors of every fitting, calibration and validation
 row, then the error model's fit (the Gaussian, the centres' search, the score window, the discord term's search,
-the threshold). That work grows with the rows and has no bound of its own: on 5 million rows it took 19-45 s on a
+the threshold). That work grows with the rows and has no bound of its own: on 5 million rows it took 19-77 s on a
 busy 2-core machine (scripts/bench_stop.py), and twice the rows take twice as long. So a stopped job fits on a
 sample when all the rows would not fit in a time budget:
 
