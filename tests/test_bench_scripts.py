@@ -254,3 +254,11 @@ def test_bench_startup_prints_the_optimiser_and_final_pass_figures_with_their_re
     for case in ("200 files x 40 rows", "1 file x 8,000 rows"):
         line = next(line for line in printed.splitlines() if line.startswith(case))
         assert "final passes" in line and "1 thread" in line and "ratio" in line, line
+
+
+@pytest.mark.slow
+def test_bench_stop_stops_train_after_its_first_epoch_and_finds_the_model(tmp_path: Path) -> None:
+    printed = run_script("scripts/bench_stop.py", "--cases", "1", "--scale", "0.002", "--data", str(tmp_path))
+    row = next(line for line in printed.splitlines() if line.startswith("| 5M x 1, defaults |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "0" and float(cells[2]) > 0 and cells[4] == "yes", printed

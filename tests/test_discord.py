@@ -17,6 +17,7 @@ from lstm_ad.scoring.discord import (
     Discord,
     dominant_period,
     fit_discord,
+    fit_discord_with_distances,
     lag_products,
     nearest_distances,
     shapes,
@@ -115,6 +116,11 @@ def test_fit_takes_the_period_samples_the_refs_and_scales_on_the_calibration_row
     assert all(np.isclose(cdist(ref[None], candidates).min(), 0, atol=1e-9) for ref in discord.refs[::50])
     distances = discord.distances(calibration[0])[100:]
     assert discord.scale == Scale.of(-distances)  # the calibration rows after the warm-up, nothing else
+    # The distances the fit measured, handed on to the error model's fit so it need not search them again.
+    again, measured = fit_discord_with_distances(fitting, calibration, [100], hp, collective_of_one())
+    assert again is not None and again.scale == discord.scale and measured is not None and len(measured) == 1
+    np.testing.assert_array_equal(measured[0], distances)
+    np.testing.assert_array_equal(discord.z_of(measured[0]), discord.z(calibration[0])[100:])
     # Several columns: off unless a window is given.
     two = [np.hstack([part, part]) for part in fitting]
     assert fit_discord(two, [np.hstack([calibration[0]] * 2)], [100], hp, collective_of_one()) is None

@@ -14,7 +14,8 @@ Gaussian is fitted to the complete error vectors only. The log says how much was
 
 `train` reads top to bottom: check, split and scale (split.py), count gaps, resume, the epochs
 (`_run_epochs`, `_run_epoch`, over the subsequences of subsequences.py), then `_finish` (the error model
-and the final metrics). A job of several ranks runs the same function on every rank (parallel/).
+and the final metrics; after a stop, on the rows that fit in a time budget: stop_sample.py). A job of
+several ranks runs the same function on every rank (parallel/).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .parallel.threads import replica_count, single_threaded_kernels
 from .predictor import Predictor
 from .scoring.error_model import ErrorModel
 from .split import Parts, check_series, split_and_scale
+from .stop_sample import Roles, bounded
 from .subsequences import SubsequenceSampler, subsequence_loss
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class TrainingSummary:
     missing_values: int = 0  # empty cells in the training series
     skipped_subsequences: int = 0  # training subsequences left out because they contain a missing value
     skipped_calibration_rows: int = 0  # calibration rows without a complete error vector (not fitted)
+    stop_sample: dict[str, float] | None = None  # after a stop: the rows the error model used (stop_sample.py)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -271,12 +274,20 @@ def _run_epoch(run: TrainingRun, batches: GlobalBatches, state: TrainingState,
 
 def _finish(run: TrainingRun, state: TrainingState, interrupted: bool, gaps: GapCounts) -> TrainingResult:
     """Fit the error model (Gaussian, centres, score window, alarm threshold) with the best weights, compute the
-    final metrics."""
+    final metrics; after a stop, on rows that fit in a time budget (stop_sample.py)."""
     hp, network, collective = run.hp, run.network, run.collective
     dimension = network.config.error_dimension
     # This rank's files (sums over all ranks); gap rows too, in time order.
-    calibration_values = collective.training.mine(run.parts.calibration)
-    fitting_values = collective.training.mine(run.parts.fitting)
+    mine = Roles(collective.training.mine(run.parts.fitting), collective.training.mine(run.parts.calibration),
+                 collective.validation.mine(run.parts.validation))
+    stop_sample = None
+    if interrupted:  # SageMaker kills the container 120 s after SIGTERM: the model must be written before
+
+        def errors_of(parts: list[np.ndarray]) -> list[np.ndarray]:
+            return part_errors(network, parts, hp, run.chunk_length)
+
+        mine, stop_sample = bounded(mine, hp, dimension, errors_of, collective)
+    calibration_values, fitting_values = mine.calibration, mine.fitting
     calibration = part_errors(network, calibration_values, hp, run.chunk_length)
     fitting = part_errors(network, fitting_values, hp, run.chunk_length)
     calibration_rows, skipped_calibration = check_calibration(calibration, dimension, collective)
@@ -286,14 +297,16 @@ def _finish(run: TrainingRun, state: TrainingState, interrupted: bool, gaps: Gap
                      strict=True))
     final["calibration:mse"] = pooled.mse_mae(complete_rows(calibration, dimension), collective)[0]
     if run.parts.validation:
-        final.update(zip(("valid:mse", "valid:mae"), run.pooled_mse_mae(run.parts.validation, collective.validation),
+        final.update(zip(("valid:mse", "valid:mae"),
+                         pooled.mse_mae(streaming_errors(network, mine.validation, hp, run.chunk_length), collective),
                          strict=True))
     final["alarm:threshold"] = error_model.alarm_threshold  # type: ignore[assignment]  # fit always sets it
     summary = TrainingSummary(epochs_run=state.epoch, best_epoch=state.best_epoch,
                               stopped_early=not interrupted and state.epoch < hp.epochs, interrupted=interrupted,
                               calibration_rows=calibration_rows, metrics=final,
                               missing_values=gaps.missing_values, skipped_subsequences=gaps.skipped,
-                              skipped_calibration_rows=skipped_calibration)
+                              skipped_calibration_rows=skipped_calibration,
+                              stop_sample=None if stop_sample is None else stop_sample.to_json())
     predictor = Predictor(network.cpu(), hp, run.parts.scaler, error_model, run.chunk_length, summary.to_json())
     return TrainingResult(predictor, summary)
 

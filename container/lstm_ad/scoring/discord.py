@@ -78,7 +78,13 @@ class Discord:
         """Each row's distance on the calibration rows' scale (lower = more unusual), NaN as `distances`."""
         if self.scale is None or not self.scale.spread > 0:
             return np.full(len(values), np.nan)
-        return (-self.distances(values) - self.scale.centre) / self.scale.spread
+        return self.z_of(self.distances(values))
+
+    def z_of(self, distances: np.ndarray) -> np.ndarray:
+        """`distances` (from `distances`) on the calibration rows' scale; NaN without a usable scale."""
+        if self.scale is None or not self.scale.spread > 0:
+            return np.full(len(distances), np.nan)
+        return (-distances - self.scale.centre) / self.scale.spread
 
     def to_json(self) -> dict[str, object]:
         return {"window": self.window, "position": self.position, "refs": len(self.refs),
@@ -183,10 +189,19 @@ def fit_discord(fitting: list[np.ndarray], calibration: list[np.ndarray], first_
     of several columns; calibration parts too short for one subsequence). `fitting`, `calibration`: this rank's
     standardised parts (rows, columns), NaN for gaps; `first_scored[i]`: the first row of calibration part i
     that is scored (after its warm-up). Every rank gets the same term."""
+    return fit_discord_with_distances(fitting, calibration, first_scored, hp, collective)[0]
+
+
+def fit_discord_with_distances(fitting: list[np.ndarray], calibration: list[np.ndarray], first_scored: list[int],
+                               hp: Hyperparameters, collective: Collective
+                               ) -> tuple[Discord | None, list[np.ndarray] | None]:
+    """fit_discord, and the distances of this rank's calibration parts' scored rows it measured the scale on
+    (one array per part, from `first_scored[i]`), so that the error model's fit need not search them again: the
+    search is most of the term's cost. (None, None) when the term is off."""
     columns = (fitting + calibration)[0].shape[1] if fitting or calibration else 0
     window = discord_window(fitting, columns, hp, collective)
     if window is None:
-        return None
+        return None, None
     candidates = [np.flatnonzero(np.isfinite(shapes(part, window)).all(axis=1)) if len(part) >= window
                   else np.empty(0, dtype=np.int64) for part in fitting]
     offsets = np.cumsum([0] + [len(c) for c in candidates])
@@ -196,18 +211,17 @@ def fit_discord(fitting: list[np.ndarray], calibration: list[np.ndarray], first_
             for p in np.unique(part_of).tolist()]
     refs = pooled.gather_rows(np.concatenate(mine) if mine else np.empty((0, columns * SEGMENTS)), collective)
     unscaled = Discord(window, hp.score_window_position, refs)
-    distances = collective.gather(np.concatenate(
-        [unscaled.distances(part)[first:] for part, first in zip(calibration, first_scored, strict=True)]
-        or [np.empty(0)]))
+    mine_found = [unscaled.distances(part)[first:] for part, first in zip(calibration, first_scored, strict=True)]
+    distances = collective.gather(np.concatenate(mine_found or [np.empty(0)]))
     if not len(refs) or not np.isfinite(distances).any():
         logger.warning("Discord term off: no subsequence of %d rows fits in the fitting and calibration parts "
                        "without a gap. Provide longer series or lower `discord-window`.", window)
-        return None
+        return None, None
     scale = Scale.of(-distances)
     logger.info("Discord term: subsequences of %d rows (%s), %d reference shapes from the fitting parts; "
                 "calibration rows' distance median %.4g, %g quantile %.4g.", window, hp.score_window_position,
                 len(refs), -scale.centre, 1 - TAIL_QUANTILE, scale.spread - scale.centre)
-    return dataclasses.replace(unscaled, scale=scale)
+    return dataclasses.replace(unscaled, scale=scale), mine_found
 
 
 def discord_window(fitting: list[np.ndarray], columns: int, hp: Hyperparameters, collective: Collective

@@ -48,7 +48,7 @@ from ..parallel.collectives import Collective
 from ..tensor_files import load_tensors, save_tensors
 from .attribution import column_shares
 from .centres import NearestCentres
-from .discord import SEGMENTS, Discord, fit_discord, subsequence_start
+from .discord import SEGMENTS, Discord, fit_discord_with_distances, subsequence_start
 from .gaussian import Gaussian
 from .threshold import alarm_threshold, alarms
 from .window import CENTRED, POSITIONS, Scale, ScoreWindow, window_means
@@ -117,13 +117,17 @@ class ErrorModel:
         if hp.score_window > 1 and not window.active:
             logger.warning("The calibration rows' scores are all alike: rows are scored alone, without the "
                            "score window of %d rows.", hp.score_window)
-        discord = None
+        discord, distances = None, None
         if values is not None:
             first_scored = [len(v) - len(e) for v, e in zip(values[0], calibration, strict=True)]
-            discord = fit_discord(values[1], values[0], first_scored, hp, collective)
+            discord, distances = fit_discord_with_distances(values[1], values[0], first_scored, hp, collective)
         scored = dataclasses.replace(rows_alone, window=window, discord=discord)
+        # The discord term's z from the distances its fit measured (searching them again doubled its cost).
+        z_discord: list[np.ndarray | None] = [None] * len(row_scores)
+        if discord is not None and distances is not None:
+            z_discord = [discord.z_of(found) for found in distances]
         scores = collective.gather(np.concatenate(
-            [scored._combined(part, None if values is None else values[0][index])
+            [scored._combined(part, None if values is None else values[0][index], z_discord[index])
              for index, part in enumerate(row_scores)]) if row_scores else np.empty(0))
         threshold = alarm_threshold(scores, hp.alarm_fraction)
         logger.info("Alarm threshold: score %.6g, for a false-alarm rate of %g on new normal rows (alarm-fraction: "
@@ -166,14 +170,17 @@ class ErrorModel:
             raise ValueError(f"expected error vectors of shape (rows, {self.dimension}), got {errors.shape}")
         return errors
 
-    def _combined(self, row_scores: np.ndarray, values: np.ndarray | None) -> np.ndarray:
+    def _combined(self, row_scores: np.ndarray, values: np.ndarray | None,
+                  z_discord: np.ndarray | None = None) -> np.ndarray:
         """The rows' scores from their own log-likelihoods: the score window's (the lower of the row's and its
-        window's z), then the discord term's z where it is lower still, on the row's scale."""
+        window's z), then the discord term's z where it is lower still, on the row's scale. `z_discord`: the
+        rows' discord z when already known (the fit's), else computed from `values`."""
         scores = row_scores if self.window is None else self.window(row_scores)
         if self.discord is None or values is None or self.window is None or not self.window.row.spread > 0:
             return scores
         row = self.window.row
-        z_discord = self.discord.z(values)[len(values) - len(scores):]
+        if z_discord is None:
+            z_discord = self.discord.z(values)[len(values) - len(scores):]
         with np.errstate(invalid="ignore"):
             lower = z_discord < (scores - row.centre) / row.spread  # False where either is NaN
         return np.where(lower, row.centre + row.spread * z_discord, scores)
