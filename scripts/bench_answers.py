@@ -17,6 +17,10 @@
 - ucr-dev (one column): per series, train on [0, trainEnd) with the defaults, score [trainEnd, N); the
   stored threshold's alarms summed over the series: point-wise TP, FP, FN -> precision, recall, F1; and
   the series where an alarm falls within [anomStart - 100, anomEnd + 100] ("found").
+- Per alarm-fraction (the rule of lstm_ad/scoring/threshold.py on each model's calibration scores), a last
+  table: the false-alarm rate on new normal rows (UCR: median over the series of the share of test rows
+  more than 100 rows from the anomaly that alarm; smd-dev: the share of its label-0 test rows), beside the
+  UCR series whose anomaly an alarm found.
 
     .venv/bin/python scripts/bench_answers.py [--series 0 1 ...] [--no-smd] [--no-ucr]
 """
@@ -127,8 +131,8 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
         raise SystemExit(f"calibration scores differ from training's: threshold {stored}, stored {trained}")
     sweep = {}
     for fraction in FRACTIONS:
-        threshold = alarm_threshold(calibration, fraction)
-        sweep[str(fraction)] = prf((score < threshold).astype(float), labels)
+        flags = (score < alarm_threshold(calibration, fraction)).astype(float)
+        sweep[str(fraction)] = {**prf(flags, labels), "false_alarm_rate": round(float(flags[labels == 0].mean()), 6)}
     # Attribution check: the shares sum to 2 (best - L) on every scored row, L the row's log-likelihood under the
     # one Gaussian N(μ, Σ) (the paper's; the score itself is the error centres' and the score window's).
     own = g.log_likelihood(errors)
@@ -171,6 +175,8 @@ def run_ucr(names: list[str] | None, hyperparameters: dict[str, str], work: Path
             ) -> dict[str, object]:
     per_series, totals = [], {"tp": 0, "fp": 0, "fn": 0}
     sweep_totals = {str(f): {"tp": 0, "fp": 0, "fn": 0} for f in FRACTIONS}
+    false_alarm_rates: dict[str, list[float]] = {str(f): [] for f in FRACTIONS}
+    found_at = dict.fromkeys(map(str, FRACTIONS), 0)
     found = 0
     items = ucr_series(names)
     for path, train_end, start, end in items:
@@ -186,10 +192,15 @@ def run_ucr(names: list[str] | None, hyperparameters: dict[str, str], work: Path
         for key in totals:
             totals[key] += int(counts[key])
         calibration = calibration_scores(predictor, values[:train_end])
+        rows = train_end + np.arange(len(score))
+        near = (rows >= start - UCR_MARGIN) & (rows <= end + UCR_MARGIN)  # the anomaly and 100 rows either side
         for fraction in FRACTIONS:
-            swept = prf((score < alarm_threshold(calibration, fraction)).astype(float), labels)
+            flags = (score < alarm_threshold(calibration, fraction)).astype(float)
+            swept = prf(flags, labels)
             for key in ("tp", "fp", "fn"):
                 sweep_totals[str(fraction)][key] += int(swept[key])
+            false_alarm_rates[str(fraction)].append(float(flags[~near & np.isfinite(score)].mean()))
+            found_at[str(fraction)] += bool(flags[near].any())
         rows = train_end + np.flatnonzero(alarm == 1)
         hit = bool(np.any((rows >= start - UCR_MARGIN) & (rows <= end + UCR_MARGIN)))
         found += hit
@@ -198,7 +209,28 @@ def run_ucr(names: list[str] | None, hyperparameters: dict[str, str], work: Path
         logger.info("%s: %d alarms, %d in the anomaly, found=%s (%.0fs)", name, int(np.nansum(alarm)),
                     counts["tp"], hit, seconds)
     return {"series": len(items), "found": found, "summed": counts_prf(**totals),
-            "alarm_fraction_sweep": {f: counts_prf(**t) for f, t in sweep_totals.items()}, "per_series": per_series}
+            "alarm_fraction_sweep": {f: {**counts_prf(**t), "found": found_at[f],
+                                         "median_false_alarm_rate": round(float(np.median(false_alarm_rates[f])), 6),
+                                         "mean_false_alarm_rate": round(float(np.mean(false_alarm_rates[f])), 6)}
+                                     for f, t in sweep_totals.items()},
+            "per_series": per_series}
+
+
+def print_alarm_rates(results: dict[str, object]) -> None:
+    """Per alarm-fraction: the false-alarm rate on new normal rows (UCR: the median over series of the rows more
+    than 100 from the anomaly; smd-dev: its label-0 rows) and the anomalies an alarm found."""
+    ucr, smd = results.get("ucr"), results.get("smd")
+    print("alarm-fraction | UCR median false-alarm rate (x fraction) | UCR series found | smd-dev false-alarm rate")
+    for fraction in map(str, FRACTIONS):
+        cells = [fraction, "", "", ""]
+        if isinstance(ucr, dict):
+            swept = ucr["alarm_fraction_sweep"][fraction]
+            rate = swept["median_false_alarm_rate"]
+            cells[1:3] = [f"{rate:.4%} ({rate / float(fraction):.1f}x)", f"{swept['found']}/{ucr['series']}"]
+        if isinstance(smd, dict):
+            rate = smd["alarm_fraction_sweep"][fraction]["false_alarm_rate"]
+            cells[3] = f"{rate:.4%} ({rate / float(fraction):.1f}x)"
+        print(" | ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_ucr:
             results["ucr"] = ucr = run_ucr(args.series, hyperparameters, work, threads)
             print("ucr:", json.dumps({k: v for k, v in ucr.items() if k != "per_series"}))
+    print_alarm_rates(results)
     print(f"done in {time.monotonic() - started:.0f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

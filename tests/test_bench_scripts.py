@@ -217,7 +217,10 @@ def test_bench_answers_reports_alarm_precision_recall_on_one_ucr_series(tmp_path
     ucr = json.loads(out.read_text())["ucr"]
     assert ucr["series"] == 1 and set(ucr["summed"]) == {"tp", "fp", "fn", "precision", "recall", "f1"}
     assert ucr["summed"]["tp"] + ucr["summed"]["fn"] == 2995 - 2764  # every labelled row counted once
-    assert "0.001" in ucr["alarm_fraction_sweep"]
+    swept = ucr["alarm_fraction_sweep"]["0.001"]
+    assert 0.0 <= swept["median_false_alarm_rate"] <= 1.0 and swept["found"] in (0, 1)
+    assert [line.split(" | ")[0] for line in printed.splitlines() if " | " in line][1:] == [
+        "0.0001", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02"]  # the rate table, one line per fraction
 
 
 def test_totals_count_a_seeded_peer_only_at_the_seeds_it_ran() -> None:
