@@ -3,8 +3,8 @@ when it is returned, and a client that sends each new row (or an irregular chunk
 model reads before it (`Predictor.rows_needed`) gets the scores and alarms of the whole series in one request.
 
 Up to the network's state: in one long request the LSTM starts reading at a chunk boundary, in a stream request
-at the request's first row, so error vectors differ in about their 5th digit, and scores by at most about a
-thousandth of the score's spread on normal data (docs/serving-and-batch.md, "Live streams"); the alarms are the
+at the request's first row, so error vectors differ in about their 5th digit, and scores by at most a few
+thousandths of the score's spread on normal data (docs/serving-and-batch.md, "Live streams"); the alarms are the
 same. With the centred window the last rows of every request are scored on a cut window: far apart."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # real processes
 DEMO_HYPERPARAMETERS = {"context-length": "50", "prediction-length": "1", "hidden-size": "16", "num-layers": "2",
                         "epochs": "20", "lr": "0.01", "alarm-fraction": "0.01"}
 # Stream scores may differ from the whole request's by this part of the spread of the row's log-likelihood on the
-# calibration rows (measured: at most 1.0e-3 on the demo model, see the module doc).
+# calibration rows (measured: at most 1.7e-3 on the demo model; docs/serving-and-batch.md, "Live streams").
 TOLERANCE = 5e-3
 
 

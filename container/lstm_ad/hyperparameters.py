@@ -157,9 +157,10 @@ class Hyperparameters:
         "Changes scoring only.", tunable=False)
     alarm_fraction: float = _declare(
         0.001, 0.0, 0.5,
-        "The stored alarm threshold is the score that this fraction of the calibration rows (normal data) "
-        "falls below (their empirical quantile); the optional alarm output flags rows scoring below it. Does "
-        "not change training.", tunable=False, min_exclusive=True)
+        "The false-alarm rate the stored alarm threshold aims at on new normal rows: the lower tail of the "
+        "calibration rows' scores, extrapolated to this fraction and moved down for the gap between calibration "
+        "and new rows (on UCR series not used to choose the rule, a median of 1-3 times this rate); the optional "
+        "alarm output flags rows scoring below it. Does not change training.", tunable=False, min_exclusive=True)
     default_output: str = _declare_choice(
         "none", ("none", "alarm", "attribution", "alarm,attribution"),
         "Optional output columns that the model's answers carry unless a request or the serving container's "

@@ -49,7 +49,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("valid:mse", "Final: mean squared error on the validation channel (needs it).", True),
     Metric("valid:mae", "Final: mean absolute error on the validation channel (needs it).", True),
     Metric("alarm:threshold", "Final: the stored alarm threshold, a score (log-likelihood units, usually "
-           "negative): the alarm-fraction quantile of the calibration rows' scores. Not an objective.", True,
+           "negative), set from the calibration rows' scores for alarm-fraction. Not an objective.", True,
            objective=False),
 )
 
