@@ -12,7 +12,8 @@ plus an in-process breakdown (parse / score / format) of the large request.
 
 With --cases, instead: what the default error model costs against the one Gaussian, on real data from
 ../shared/data, each request through one `serve` worker (one thread), the same LSTM (trained once per case
-with seed 0: the scoring hyperparameters do not change training), medians of --repeat-cases requests:
+with seed 0: the scoring hyperparameters do not change training), medians of --repeat-cases requests, the
+three models' servers running side by side and asked in interleaved rounds (so that load drift hits all three):
 
   ucr       a univariate UCR series (001_UCR_Anomaly_DISTORTED1sddb40): trained on its training part, its
             whole test part (45,000 rows) as one request
@@ -163,20 +164,28 @@ def run_cases(repeat: int, epochs: str) -> None:
     for case in ("ucr", "fg", "smd"):
         train_rows, request = case_data(case)
         body = csv_body(request)
-        medians = {}
+        times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         with tempfile.TemporaryDirectory(prefix=f"bench-serve-{case}-") as folder:
-            for variant, overrides in VARIANTS.items():
-                base = Path(folder) / variant
-                train_on(base, {"epochs": epochs, "seed": "0", **overrides}, train_rows)
-                server = LocalServer(base, [str(BIN / "serve")], environment, base / "serve.log")
-                server.start()
-                try:
+            servers = {}
+            try:
+                for variant, overrides in VARIANTS.items():
+                    base = Path(folder) / variant
+                    train_on(base, {"epochs": epochs, "seed": "0", **overrides}, train_rows)
+                    servers[variant] = LocalServer(base, [str(BIN / "serve")], environment, base / "serve.log")
+                    servers[variant].start()
+                sessions = {variant: requests.Session() for variant in VARIANTS}
+                for variant, server in servers.items():
                     server.wait_until_ready(180)
-                    session = requests.Session()
-                    timed_posts(session, server.url, body, 1, len(request))  # warm up
-                    medians[variant] = statistics.median(timed_posts(session, server.url, body, repeat, len(request)))
-                finally:
+                    timed_posts(sessions[variant], server.url, body, 1, len(request))  # warm up
+                # Interleaved rounds, one request per model each: a change of the machine's load between models
+                # would otherwise show as a difference between them.
+                for _ in range(repeat):
+                    for variant, server in servers.items():
+                        times[variant] += timed_posts(sessions[variant], server.url, body, 1, len(request))
+            finally:
+                for server in servers.values():
                     server.stop()
+        medians = {variant: statistics.median(found) for variant, found in times.items()}
         ratio = medians["default"] / medians["one_gaussian"]
         print(f"case={case} rows={len(request)} columns={request.shape[1]} "
               + " ".join(f"{v}_ms={1000 * t:.0f}" for v, t in medians.items())
@@ -201,7 +210,7 @@ def main() -> None:
                         help="training rows (the default draws all of the default 10,000 error centres)")
     parser.add_argument("--cases", action="store_true",
                         help="the default error model against the one Gaussian on real data (see above)")
-    parser.add_argument("--repeat-cases", type=int, default=3, help="requests per case and model (median)")
+    parser.add_argument("--repeat-cases", type=int, default=5, help="requests per case and model (median)")
     args = parser.parse_args()
     if args.cases:
         run_cases(args.repeat_cases, args.epochs)

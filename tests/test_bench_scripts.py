@@ -29,7 +29,7 @@ def run_script(*args: str) -> str:
 
 @pytest.mark.slow
 def test_bench_quality_scores_one_ucr_series_through_the_train_entrypoint(tmp_path: Path) -> None:
-    shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
+    series_file = shared_data("ucr-dev", "053_UCR_Anomaly_DISTORTEDWalkingAceleration1_1500_2764_2995.txt")
     out = tmp_path / "quality.csv"
     printed = run_script("scripts/bench_quality.py", "--series", "053_", "--seeds", "0", "--no-peer", "--no-smd",
                          "--work", str(tmp_path / "work"), "--out", str(out), "--hyperparameters", *TINY)
@@ -49,6 +49,12 @@ def test_bench_quality_scores_one_ucr_series_through_the_train_entrypoint(tmp_pa
     # the model really came from `train`: its artifact and log are in the job folder
     job = tmp_path / "work" / "053_DISTORTEDWalkingAceleration1" / "seed-0"
     assert (job / "model" / "model.json").is_file() and "Model written" in (job / "train.log").read_text()
+
+    # bench_rescore re-scores the kept model (it fails unless its refit gives back the run's scores)
+    rescored = run_script("scripts/bench_rescore.py", str(tmp_path / "work"), "--data", str(series_file.parent),
+                          "--shifts", "0.5")
+    assert f"UCR accuracy trained    seed-0 {float(saved['ours_hit']):.3f} ({saved['ours_hit']}/1)" in rescored
+    assert "half B: 1 runs" in rescored and "tail, shift 0.5" in rescored and "empirical quantile" in rescored
 
 
 def write_ucr_series(folder: Path, number: str, name: str, rows: int = 1200, train_end: int = 600,
