@@ -10,7 +10,7 @@ training, saved with the artifact, used unchanged by the predictor.
                calibration rows' scale, the window centred on the row or trailing it
   discord      the discord term (discord.py): how far the shape of the subsequence around the row lies from
                the fitting rows' shapes, on the calibration rows' scale
-  threshold    the alarm threshold (threshold.py): the alarm-fraction quantile of the calibration rows' scores
+  threshold    the alarm threshold (threshold.py), from the calibration rows' scores and alarm-fraction
 
 and attribution.py splits a row's distance from μ over the columns. With z = (value - centre) / spread of each
 term against its own values on the calibration rows (window.py's Scale), the score of a row is
