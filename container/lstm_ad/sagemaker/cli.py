@@ -113,7 +113,6 @@ def _train_rank(paths: Paths, stop: StopFlag, hp: Hyperparameters, channels: dic
     logger.info("%s", result.predictor.rows_needed_text())
 
 
-
 def run_train(paths: Paths, stop: StopFlag, local_rank: int = 0) -> int:
     """Run the training job (as this host's `local_rank`); 0 on success, else the exit code after writing
     the failure file (local rank 0 writes the host's; another local rank only logs the reason)."""
