@@ -74,16 +74,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PEERS = ("lstmad", "subpca")
+if TYPE_CHECKING:  # numpy is imported where a peer runs: `build` runs under any python3
+    import numpy as np
+
+PEERS = ("lstmad", "subpca", "mp-ab", "mp-self")
+MATRIX_PROFILE_PEERS = ("mp-ab", "mp-self")  # need a window (WINDOW), import neither torch nor TSB-AD
 NORMALISATIONS = ("upstream", "none")
-SEEDED = {"lstmad": True, "subpca": False}
+SEEDED = {"lstmad": True, "subpca": False, "mp-ab": False, "mp-self": False}
 # scikit-learn 1.6 and later reject TSB-AD's detector classes (no __sklearn_tags__).
 VENV_PACKAGES = ("torch==2.13.0", "numpy<2", "tqdm", "torchinfo", "scikit-learn>=1.3.2,<1.6", "scipy",
-                 "statsmodels", "pandas", "hurst")
+                 "statsmodels", "pandas", "hurst", "stumpy==1.14.1")
 PROBE = ("import numpy, sys; numpy.__version__ < '2' or sys.exit('numpy ' + numpy.__version__); "
          "import TSB_AD.model_wrapper, TSB_AD.models.LSTMAD; from TSB_AD.models.PCA import PCA; "
-         "x = numpy.sin(numpy.arange(60.0)).reshape(-1, 1); PCA(slidingWindow=5).fit(x).decision_function(x)")
+         "x = numpy.sin(numpy.arange(60.0)).reshape(-1, 1); PCA(slidingWindow=5).fit(x).decision_function(x); "
+         "import stumpy")
 
 
 class PeerUnavailable(Exception):
@@ -123,25 +129,79 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def run_peer(python: Path, peer: str, series_file: Path, train_end: int, seed: int, out: Path,
-             normalisation: str = "upstream") -> tuple[Path, float]:
-    """Fit and score one series in the peers' environment; (scores file, wall seconds)."""
+             normalisation: str = "upstream", window: int = 0) -> tuple[Path, float]:
+    """Fit and score one series in the peers' environment; (scores file, wall seconds). `window`: the
+    subsequence length of the matrix-profile peers (required for them, ignored by the others)."""
     if peer not in PEERS:
         raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; known: {', '.join(NORMALISATIONS)}")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TQDM_DISABLE="1")
+    if peer in MATRIX_PROFILE_PEERS and window < 3:
+        raise ValueError(f"{peer} needs its subsequence length: window={window}, give at least 3")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               TQDM_DISABLE="1")
     started = time.monotonic()
     done = subprocess.run([str(python), __file__, peer, str(series_file), str(train_end), str(seed), str(out),
-                           normalisation], capture_output=True, text=True, env=env)
+                           normalisation, str(window)], capture_output=True, text=True, env=env)
     seconds = time.monotonic() - started
     if done.returncode != 0:
-        raise RuntimeError(f"TSB-AD {peer} failed on {series_file.name}: {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"peer {peer} failed on {series_file.name}: {done.stderr.strip()[-800:]}")
     return out, seconds
 
 
-def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out: str,
-          normalisation: str = "upstream") -> None:
+def matrix_profile_scores(peer: str, values: np.ndarray, train_end: int, window: int) -> np.ndarray:
+    """mp-ab / mp-self (see the module doc): the score of every row [train_end, N), higher = more anomalous.
+
+    A row's score is the matrix-profile value of the subsequence CENTRED on it (starting (window - 1) // 2
+    rows before it, as ours places its discord subsequence by default); rows that have none get the lowest
+    profile value, so that they never rank first."""
+    import importlib
+
     import numpy as np
+    import stumpy
+    import stumpy.cache
+
+    # numba's on-disk cache (stumpy/__pycache__ of the venv) for every stumpy kernel: the first run compiles
+    # (about 40 s here), later ones load (under 1 s). What stumpy's own cache._enable() does, without its warning.
+    for module, function in stumpy.cache.get_njit_funcs():
+        getattr(importlib.import_module(f"stumpy.{module}"), function).enable_caching()
+    series = np.asarray(values, dtype=np.float64).ravel()
+    test, train = series[train_end:], series[:train_end]
+    if window < 3 or len(test) < window or (peer == "mp-ab" and len(train) < window):
+        raise SystemExit(f"{peer} needs a window of at least 3 rows and as many training and test rows as the "
+                         f"window ({window}); the series has {len(train)} training and {len(test)} test rows")
+    if peer == "mp-ab":  # each test subsequence against every training subsequence
+        profile = stumpy.stump(test, m=window, T_B=train, ignore_trivial=False)[:, 0].astype(np.float64)
+        first = train_end  # row where profile[0]'s subsequence starts
+    elif peer == "mp-self":  # the whole series against itself, exclusion zone stumpy's default (window / 4)
+        profile = stumpy.stump(series, m=window)[:, 0].astype(np.float64)
+        first = 0
+    else:
+        raise SystemExit(f"unknown matrix-profile peer {peer!r}")
+    finite = np.isfinite(profile)
+    lowest = float(profile[finite].min()) if finite.any() else 0.0
+    scores = np.full(len(series), lowest)
+    centre = first + (window - 1) // 2  # the row of profile[0]
+    scores[centre:centre + len(profile)] = np.where(finite, profile, lowest)
+    return scores[train_end:]
+
+
+def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out: str,
+          normalisation: str = "upstream", window_text: str = "0") -> None:
+    import numpy as np
+
+    values = np.loadtxt(series_file, dtype=np.float64).reshape(-1, 1)
+    train_end = int(train_end_text)
+    started = time.monotonic()
+    info: dict[str, object] = {"peer": peer}
+    if peer in MATRIX_PROFILE_PEERS:
+        window = int(window_text)
+        scores = matrix_profile_scores(peer, values, train_end, window)
+        np.save(out, scores)
+        info.update(window=window, position="centred", seconds=time.monotonic() - started)
+        print(json.dumps(info))
+        return
+
     import torch
     from TSB_AD.HP_list import Optimal_Uni_algo_HP_dict
 
@@ -150,10 +210,6 @@ def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out:
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    values = np.loadtxt(series_file, dtype=np.float64).reshape(-1, 1)
-    train_end = int(train_end_text)
-    started = time.monotonic()
-    info: dict[str, object] = {"peer": peer}
     if peer == "lstmad":
         import TSB_AD.models.LSTMAD
         from TSB_AD.model_wrapper import run_LSTMAD
@@ -203,7 +259,7 @@ if __name__ == "__main__":
             print(ensure_venv(peer_venv()))
         except PeerUnavailable as exc:
             raise SystemExit(f"tsb_ad_peer.py build: {exc}") from None
-    elif len(sys.argv) in (6, 7):
-        _main(*sys.argv[1:7])
+    elif len(sys.argv) in (6, 7, 8):
+        _main(*sys.argv[1:8])
     else:
         raise SystemExit(__doc__)
