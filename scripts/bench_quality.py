@@ -300,10 +300,16 @@ class PeerResult:
 def peer_window(train: np.ndarray) -> int:
     """The matrix-profile peers' subsequence length: our discord term's rule with `discord-window` 0
     (lstm_ad/scoring/discord.py discord_window) on the training part [0, trainEnd) z-normalised: its dominant
-    period (autocorrelation), else the default context-length clipped to [MIN_WINDOW, MAX_WINDOW]."""
+    period (autocorrelation), else the default context-length clipped to [MIN_WINDOW, MAX_WINDOW].
+
+    One difference: lags stop at rows - 1. `lag_products(parts, MAX_WINDOW)` on a part of at most 1,024 rows
+    reads lags past the end of its zero-padded FFT's linear part, where the circular autocorrelation wraps
+    round to the short lags (e.g. 032_DISTORTEDInternalBleeding4's 1,000 training rows gave a "period" of
+    1,001 rows, 179 with the cap)."""
     x = np.asarray(train, dtype=np.float64)[:, :1]
     sd = float(x.std())
-    period = dominant_period(lag_products([(x - x.mean()) / (sd if sd > 0 else 1.0)], MAX_WINDOW))
+    standardised = (x - x.mean()) / (sd if sd > 0 else 1.0)
+    period = dominant_period(lag_products([standardised], min(MAX_WINDOW, len(x) - 1)))
     return period if period is not None else int(np.clip(Hyperparameters().context_length, MIN_WINDOW, MAX_WINDOW))
 
 
@@ -645,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = overrides(args.hyperparameters)
     threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print("hyperparameters:", json.dumps(parse_hyperparameters(hyperparameters).to_json()))
-    print(f"run: {len(chosen)} series x seeds {' '.join(map(str, args.seeds))}"
+    seeds = args.seeds if not args.peers_only or any(tsb_ad_peer.SEEDED[p] for p in args.peers) else args.seeds[:1]
+    print(f"run: {len(chosen)} series x seeds {' '.join(map(str, seeds))}"
           + (" (--peers-only: ours not trained)" if args.peers_only else "")
           + f"; jobs: {max(1, args.jobs)} at a time, {threads} torch thread(s) each; "
           f"peers: {', '.join(args.peers) or 'none'}"

@@ -1,15 +1,19 @@
-"""The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors, in their own venv.
+"""The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors and two matrix-profile
+discords (stumpy), in their own venv.
 
 TSB-AD (PyPI `TSB-AD`, github.com/TheDatumOrg/TSB-AD) pins numpy<2 and an old torch, so it cannot
 share the project's environment. `ensure_venv()` builds it (in `peer_venv()`: `bench-out/.venv-tsbad`,
 or the folder named by LSTM_AD_PEER_VENV, which CI keeps in /var/cache/lstm-ad) with TSB-AD==1.5
-installed without its dependencies plus only what the two peers import (VENV_PACKAGES: the local
-CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo): the
-full dependency set would pull transformers and a multi-GB CUDA torch. `run_peer()` runs this file
-inside that environment on one series; it writes the score of every row [TRAIN_END, N), higher =
-more anomalous, and the caller judges both peers exactly as it judges ours.
+installed without its dependencies plus only what the peers import (VENV_PACKAGES: the local
+CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo,
+stumpy 1.14.1 with the numba it pulls): the full dependency set would pull transformers and a
+multi-GB CUDA torch. `run_peer()` runs this file inside that environment on one series; it writes the
+score of every row [TRAIN_END, N), higher = more anomalous, and the caller judges every peer exactly
+as it judges ours (UCR accuracy: the row of the highest score within [anomStart - 100, anomEnd + 100];
+AUC-PR against the labelled rows).
 
     python tsb_ad_peer.py {lstmad|subpca} SERIES_TXT TRAIN_END SEED OUT_NPY [NORMALISATION]
+    python tsb_ad_peer.py {mp-ab|mp-self} SERIES_TXT TRAIN_END SEED OUT_NPY none WINDOW
     python tsb_ad_peer.py build      (builds or checks the environment; prints its python)
 
 NORMALISATION (lstmad only): `upstream` (the default: what TSB_AD/utils/dataset.py does on GitHub
@@ -60,9 +64,34 @@ and anomaly included (it is in its unsupervised pool); here it is fitted on rows
 only (period from those rows too) and decision_function scores all N rows, so it learns from
 the same rows as ours and the LSTMAD peer. Not seeded (full SVD): run once per series.
 
-Both peers: rows [TRAIN_END, N) are kept, the rows our detector is judged on; what still differs
-from TSB-AD's benchmark is the metric (UCR accuracy and AUC-PR on those rows instead of VUS-PR
+Both TSB-AD peers: rows [TRAIN_END, N) are kept, the rows our detector is judged on; what still
+differs from TSB-AD's benchmark is the metric (UCR accuracy and AUC-PR on those rows instead of VUS-PR
 on all rows) and, for subpca, the fitted rows. One torch/BLAS thread each.
+
+mp-ab and mp-self: matrix-profile discords, no training, deterministic (SEED is ignored; run once per
+series). WINDOW (the subsequence length m) is given by the caller: bench_quality.py's `peer_window`
+applies our discord term's rule (lstm_ad/scoring/discord.py: `dominant_period` of `lag_products`, with
+`discord-window` 0) to the training part [0, TRAIN_END) z-normalised, else the default context-length
+(100) when it has no period; this venv does not have our package. Distances are stumpy's
+z-normalised Euclidean distances (`stumpy.stump`, stumpy 1.14.1; a constant subsequence is at 0 from
+another constant one and sqrt(m) from any other), float64, NUMBA_NUM_THREADS=1.
+- mp-ab: an AB-join, `stumpy.stump(T_A=test, m, T_B=train, ignore_trivial=False)` with test = rows
+  [TRAIN_END, N) and train = rows [0, TRAIN_END): each subsequence lying wholly in the test part gets
+  its distance to the nearest subsequence lying wholly in the training part (no exclusion zone: the
+  two never overlap). A pattern that is new to the test part scores high even if it recurs there.
+- mp-self: a self-join of the whole series, `stumpy.stump(T_A=all N rows, m)`, exclusion zone
+  stumpy's default (neighbours within ceil(m / 4) starts of each other are trivial matches, skipped):
+  each subsequence's distance to its nearest non-trivial neighbour anywhere in the series, test part
+  included, so a pattern that recurs in the test part counts as normal.
+Rows: the profile value of the subsequence CENTRED on a row (starting (m - 1) // 2 rows before it,
+where our discord term puts its subsequence by default, `score-window-position` centred) is that row's
+score. Rows [TRAIN_END, N) without such a subsequence (the first (m - 1) // 2 test rows and the last
+m // 2 for mp-ab; the last m // 2 for mp-self) get the lowest profile value, so that they never rank
+first; so does a non-finite profile value. Cost: mp-ab compares (N - TRAIN_END - m + 1) x (TRAIN_END -
+m + 1) pairs of subsequences, mp-self about (N - m + 1)^2 / 2, each about 150 million a second on one
+thread here (1.5 min for a 200,000-row self-join); bench_quality.py skips a series above
+--mp-max-pairs and names it. numba's compiled kernels are cached in the venv (stumpy/__pycache__):
+the first run compiles (about 40 s), later ones start in about 3 s.
 """
 
 from __future__ import annotations
