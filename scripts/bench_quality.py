@@ -23,7 +23,7 @@ overridden with --hyperparameters (the seed comes from --seeds). Each job gets t
 cores divided by --jobs as torch threads (so one job at a time trains as `train` does on this
 machine: one thread replica per core). Training wall time includes starting `train`.
 
-Peers (--peers, default both; scripts/tsb_ad_peer.py says exactly how they are run and what
+Peers (--peers, default lstmad,subpca; scripts/tsb_ad_peer.py says exactly how they are run and what
 differs from TSB-AD's own benchmark), judged on the same scored rows with the same metrics, one
 thread each: `lstmad`, TSB-AD 1.5's LSTMAD run by its own `run_LSTMAD` with its released
 univariate hyperparameters, fitted on rows [0, trainEnd), once per seed (or only at --peer-seeds:
@@ -31,10 +31,24 @@ it takes 30-300 s a series on one thread here), its input z-normalised as
 TSB-AD's code does since 1.5 (--lstmad-normalisation none: raw values, as 1.5's dataset class
 actually passes them); `subpca`, TSB-AD's
 Sub-PCA (first on TSB-AD's univariate leaderboard), fitted on rows [0, trainEnd), deterministic,
-so once per series.
+so once per series; `mp-ab` and `mp-self` (only when named), matrix-profile discords by stumpy with
+no training, deterministic, once per series: each test subsequence against the training part's
+(AB-join), or every subsequence of the whole series against the others (self-join, stumpy's exclusion
+zone); the subsequence length is the dominant period of rows [0, trainEnd) by our discord term's rule
+(`peer_window`, the `mp_window` column); a row's score is the profile value of the subsequence centred
+on it. A self-join is quadratic in the series' length: a series with more subsequence pairs than
+--mp-max-pairs (default: about 5 minutes on one thread) is skipped, its hit -1 in the table, and the
+totals say over how many series each peer's accuracy is and name the others.
+
+--peers-only trains nothing of ours (no ours columns, no smd-dev; with no seeded peer, one row per
+series at the first of --seeds) and still prints the table per half. Each series and seed is logged
+when complete, with the running tally per half, and --out is rewritten after each: a run stopped part
+way keeps its figures.
 
     .venv/bin/python scripts/bench_quality.py --out bench-out/quality.csv
     .venv/bin/python scripts/bench_quality.py my-series/ --seeds 0 --no-peer
+    .venv/bin/python scripts/bench_quality.py ../shared/data/ucr-dev ../shared/data/ucr-extra \
+        --peers mp-ab,mp-self --peers-only --out bench-out/mp-peers.csv
 """
 
 from __future__ import annotations
