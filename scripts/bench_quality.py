@@ -23,7 +23,7 @@ overridden with --hyperparameters (the seed comes from --seeds). Each job gets t
 cores divided by --jobs as torch threads (so one job at a time trains as `train` does on this
 machine: one thread replica per core). Training wall time includes starting `train`.
 
-Peers (--peers, default both; scripts/tsb_ad_peer.py says exactly how they are run and what
+Peers (--peers, default lstmad,subpca; scripts/tsb_ad_peer.py says exactly how they are run and what
 differs from TSB-AD's own benchmark), judged on the same scored rows with the same metrics, one
 thread each: `lstmad`, TSB-AD 1.5's LSTMAD run by its own `run_LSTMAD` with its released
 univariate hyperparameters, fitted on rows [0, trainEnd), once per seed (or only at --peer-seeds:
@@ -31,10 +31,24 @@ it takes 30-300 s a series on one thread here), its input z-normalised as
 TSB-AD's code does since 1.5 (--lstmad-normalisation none: raw values, as 1.5's dataset class
 actually passes them); `subpca`, TSB-AD's
 Sub-PCA (first on TSB-AD's univariate leaderboard), fitted on rows [0, trainEnd), deterministic,
-so once per series.
+so once per series; `mp-ab` and `mp-self` (only when named), matrix-profile discords by stumpy with
+no training, deterministic, once per series: each test subsequence against the training part's
+(AB-join), or every subsequence of the whole series against the others (self-join, stumpy's exclusion
+zone); the subsequence length is the dominant period of rows [0, trainEnd) by our discord term's rule
+(`peer_window`, the `mp_window` column); a row's score is the profile value of the subsequence centred
+on it. A self-join is quadratic in the series' length: a series with more subsequence pairs than
+--mp-max-pairs (default: about 5 minutes on one thread) is skipped, its hit -1 in the table, and the
+totals say over how many series each peer's accuracy is and name the others.
+
+--peers-only trains nothing of ours (no ours columns, no smd-dev; with no seeded peer, one row per
+series at the first of --seeds) and still prints the table per half. Each series and seed is logged
+when complete, with the running tally per half, and --out is rewritten after each: a run stopped part
+way keeps its figures.
 
     .venv/bin/python scripts/bench_quality.py --out bench-out/quality.csv
     .venv/bin/python scripts/bench_quality.py my-series/ --seeds 0 --no-peer
+    .venv/bin/python scripts/bench_quality.py ../shared/data/ucr-dev ../shared/data/ucr-extra \
+        --peers mp-ab,mp-self --peers-only --out bench-out/mp-peers.csv
 """
 
 from __future__ import annotations
@@ -49,16 +63,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lstm_ad.hyperparameters import Hyperparameters
 from lstm_ad.predictor import Predictor
 from lstm_ad.sagemaker.hyperparameters import parse_hyperparameters
+from lstm_ad.scoring.discord import MAX_WINDOW, MIN_WINDOW, dominant_period, lag_products
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tsb_ad_peer  # noqa: E402  (a sibling script, not a package)
@@ -71,6 +87,10 @@ TRAIN = Path(sys.executable).with_name("train")
 UCR_NAME = re.compile(r"^(\d+)_UCR_Anomaly_(.+)_(\d+)_(\d+)_(\d+)\.txt$")
 UCR_PATTERN = "NNN_UCR_Anomaly_<name>_<trainEnd>_<anomStart>_<anomEnd>.txt"
 UCR_MARGIN = 100
+DEFAULT_PEERS = ("lstmad", "subpca")  # the matrix-profile peers (mp-ab, mp-self) run when named in --peers
+# About 5 minutes of stumpy on one thread here (150 million subsequence pairs a second, measured on the 2-core
+# development VM): above every series of the 140 (the longest self-join, 243_tilt12744mtable, is 3.1e10).
+MP_MAX_PAIRS = 4.5e10
 VARIANT_PREFIXES = ("DISTORTED", "NOISE")
 
 
@@ -97,6 +117,20 @@ class Row:
     subpca_hit: int = -1
     subpca_aucpr: float = float("nan")
     subpca_s: float = float("nan")
+    mp_window: int = 0  # the matrix-profile peers' subsequence length (peer_window)
+    mp_ab_row: int = -1
+    mp_ab_hit: int = -1  # -1: not run (a peer not asked for, or over --mp-max-pairs: the log names it)
+    mp_ab_aucpr: float = float("nan")
+    mp_ab_s: float = float("nan")
+    mp_self_row: int = -1
+    mp_self_hit: int = -1
+    mp_self_aucpr: float = float("nan")
+    mp_self_s: float = float("nan")
+
+
+def column(peer: str) -> str:
+    """The prefix of a peer's columns: its name with '-' as '_' (mp-ab -> mp_ab_row, ...)."""
+    return peer.replace("-", "_")
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -273,65 +307,146 @@ class PeerResult:
     hit: int
     aucpr: float
     seconds: float
+    window: int = 0  # matrix-profile peers: the subsequence length
+    skipped: str = ""  # why the peer did not run on this series (hit -1), e.g. over --mp-max-pairs
 
 
-def run_peer(peer: str, python: Path, series: UcrSeries, seed: int, out: Path, normalisation: str = "upstream"
-             ) -> PeerResult:
-    """One TSB-AD peer on one series, judged like ours on rows [trainEnd, N)."""
+def peer_window(train: np.ndarray) -> int:
+    """The matrix-profile peers' subsequence length: our discord term's rule with `discord-window` 0
+    (lstm_ad/scoring/discord.py discord_window) on the training part [0, trainEnd) z-normalised: its dominant
+    period (autocorrelation), else the default context-length clipped to [MIN_WINDOW, MAX_WINDOW].
+
+    One difference: lags stop at rows - 1. `lag_products(parts, MAX_WINDOW)` on a part of at most 1,024 rows
+    reads lags past the end of its zero-padded FFT's linear part, where the circular autocorrelation wraps
+    round to the short lags (e.g. 032_DISTORTEDInternalBleeding4's 1,000 training rows gave a "period" of
+    1,001 rows, 179 with the cap)."""
+    x = np.asarray(train, dtype=np.float64)[:, :1]
+    sd = float(x.std())
+    standardised = (x - x.mean()) / (sd if sd > 0 else 1.0)
+    period = dominant_period(lag_products([standardised], min(MAX_WINDOW, len(x) - 1)))
+    return period if period is not None else int(np.clip(Hyperparameters().context_length, MIN_WINDOW, MAX_WINDOW))
+
+
+def matrix_profile_pairs(peer: str, rows: int, train_end: int, window: int) -> int:
+    """Subsequence pairs a matrix-profile peer compares (its cost: stumpy's work is proportional to it):
+    mp-ab, test subsequences x training subsequences; mp-self, the pairs of the whole series' subsequences."""
+    if peer == "mp-ab":
+        return max(rows - train_end - window + 1, 0) * max(train_end - window + 1, 0)
+    count = max(rows - window + 1, 0)
+    return count * (count - 1) // 2
+
+
+def run_peer(peer: str, python: Path, series: UcrSeries, seed: int, out: Path, normalisation: str = "upstream",
+             max_pairs: int | None = None) -> PeerResult:
+    """One peer on one series, judged like ours on rows [trainEnd, N). A matrix-profile peer whose series has
+    more than `max_pairs` subsequence pairs is not run (hit -1, `skipped` says why)."""
+    window = 0
+    if peer in tsb_ad_peer.MATRIX_PROFILE_PEERS:
+        values = load_series(series)
+        window = peer_window(values[:series.train_end])
+        pairs = matrix_profile_pairs(peer, len(values), series.train_end, window)
+        if max_pairs is not None and pairs > max_pairs:
+            return PeerResult(-1, -1, float("nan"), float("nan"), window,
+                              f"{pairs:.3g} subsequence pairs (window {window}) > --mp-max-pairs {max_pairs:.3g}")
     scores_file, seconds = tsb_ad_peer.run_peer(python, peer, series.path, series.train_end, seed, out,
-                                                normalisation if peer == "lstmad" else "none")
+                                                normalisation if peer == "lstmad" else "none", window)
     scores = np.load(scores_file)
     labels = scored_labels(series, series.train_end + len(scores))
     row = series.train_end + int(np.argmax(scores))
-    return PeerResult(row, ucr_hit(row, series.start, series.end), auc_pr(scores, labels), seconds)
+    return PeerResult(row, ucr_hit(row, series.start, series.end), auc_pr(scores, labels), seconds, window)
 
 
 def run_ucr(series: UcrSeries, seed: int, half: str, hyperparameters: dict[str, str], work: Path,
             peer_python: Path | None, peers: Sequence[str], threads: int, normalisation: str = "upstream",
-            peer_seeds: Sequence[int] | None = None) -> tuple[Row, dict[str, PeerResult]]:
-    """Ours (and the peers that run at this seed) on one series; (row, peer results by name)."""
+            peer_seeds: Sequence[int] | None = None, peers_only: bool = False) -> tuple[Row, dict[str, PeerResult]]:
+    """Ours (unless `peers_only`: ours_hit -1) and the seeded peers that run at this seed on one series; (row,
+    peer results by name)."""
     values = load_series(series)
     row = Row(series.name, seed, half, len(values), series.train_end, f"{series.start}-{series.end}")
-    labels = scored_labels(series, len(values))
     job = work / series.name / f"seed-{seed}"
-    predictor, row.ours_train_s = train_job(job, values[:series.train_end], dict(hyperparameters, seed=str(seed)),
-                                            threads)
-    row.epochs = predictor.summary.get("epochs_run", 0)
-    row.best_epoch = predictor.summary.get("best_epoch", 0)
-    log_likelihood = score_test(predictor, values, series.train_end)
-    anomaly_score = np.nan_to_num(-log_likelihood, nan=-np.inf, neginf=-np.inf, posinf=np.inf)
-    row.ours_row = series.train_end + int(np.argmax(anomaly_score))
-    row.ours_hit = ucr_hit(row.ours_row, series.start, series.end)
-    row.ours_aucpr = auc_pr(anomaly_score, labels)
-    row.ours_f1 = best_f1(anomaly_score, labels)
-    np.save(job / "log_likelihood.npy", log_likelihood)
+    if peers_only:
+        row.ours_hit = -1
+        job.mkdir(parents=True, exist_ok=True)
+    else:
+        labels = scored_labels(series, len(values))
+        predictor, row.ours_train_s = train_job(job, values[:series.train_end],
+                                                dict(hyperparameters, seed=str(seed)), threads)
+        row.epochs = predictor.summary.get("epochs_run", 0)
+        row.best_epoch = predictor.summary.get("best_epoch", 0)
+        log_likelihood = score_test(predictor, values, series.train_end)
+        anomaly_score = np.nan_to_num(-log_likelihood, nan=-np.inf, neginf=-np.inf, posinf=np.inf)
+        row.ours_row = series.train_end + int(np.argmax(anomaly_score))
+        row.ours_hit = ucr_hit(row.ours_row, series.start, series.end)
+        row.ours_aucpr = auc_pr(anomaly_score, labels)
+        row.ours_f1 = best_f1(anomaly_score, labels)
+        np.save(job / "log_likelihood.npy", log_likelihood)
     results = {}
     if peer_python is not None and (peer_seeds is None or seed in peer_seeds):
         for peer in peers:
             if tsb_ad_peer.SEEDED[peer]:  # the unseeded peers run once per series, as tasks of their own
                 results[peer] = run_peer(peer, peer_python, series, seed, job / f"{peer}_scores.npy", normalisation)
-    logger.info("%s seed %d: ours row %d hit %d (%.0fs)%s", series.name, seed, row.ours_row, row.ours_hit,
-                row.ours_train_s, "".join(f", {p} row {r.row} hit {r.hit}" for p, r in results.items()))
     return row, results
+
+
+def report_row(row: Row, results: dict[str, PeerResult], done: list[Row], peers: Sequence[str], ours: bool) -> None:
+    """One log line per series and seed as soon as it is complete, then the running tally per half, so that
+    a run stopped part way still has its figures in the log."""
+    parts = [f"ours row {row.ours_row} hit {row.ours_hit} ({row.ours_train_s:.0f}s)"] if ours else []
+    for peer, r in results.items():
+        parts.append(f"{peer} NOT RUN: {r.skipped}" if r.skipped else
+                     f"{peer} row {r.row} hit {r.hit} aucpr {r.aucpr:.3f} ({r.seconds:.0f}s"
+                     + (f", window {r.window})" if r.window else ")"))
+    logger.info("%s seed %d half %s: %s", row.series, row.seed, row.half, "; ".join(parts))
+    tally = []
+    for detector in (["ours"] if ours else []) + list(peers):
+        hits = [r for r in done if getattr(r, f"{column(detector)}_hit") >= 0]
+        tally.append(f"{detector} " + " ".join(
+            f"{h} {sum(getattr(r, f'{column(detector)}_hit') for r in hits if r.half == h)}/"
+            f"{sum(r.half == h for r in hits)}" for h in "AB")
+            + f" all {sum(getattr(r, f'{column(detector)}_hit') for r in hits)}/{len(hits)}")
+    logger.info("so far (%d rows): %s", len(done), "; ".join(tally))
+
+
+def peer_result(peer: str, future: Future[PeerResult], series: UcrSeries) -> PeerResult:
+    """An unseeded peer's result; its failure on one series is that series' `skipped` reason, not the run's end."""
+    try:
+        return future.result()
+    except RuntimeError as exc:
+        logger.warning("%s on %s failed: %s", peer, series.name, exc)
+        return PeerResult(-1, -1, float("nan"), float("nan"), skipped=f"failed: {str(exc)[:200]}")
 
 
 def run_all(chosen: Sequence[UcrSeries], halves: dict[str, str], args: argparse.Namespace,
             hyperparameters: dict[str, str], work: Path, peer_python: Path | None, peers: Sequence[str],
-            threads: int) -> list[Row]:
-    """Ours per series and seed, seeded peers with them, unseeded peers once per series; --jobs at a time."""
+            threads: int, on_row: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Ours per series and seed, seeded peers with them, unseeded peers once per series; --jobs at a time,
+    submitted series by series (so that with --jobs 1 each series is complete before the next starts).
+    With --peers-only and no seeded peer, one row per series (at the first of --seeds). `on_row(rows so far)`
+    after each row is complete."""
+    peers_only = getattr(args, "peers_only", False)
+    seeds = args.seeds if not peers_only or any(tsb_ad_peer.SEEDED[p] for p in peers) else args.seeds[:1]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        ours = [pool.submit(run_ucr, s, seed, halves[s.name], hyperparameters, work, peer_python, peers, threads,
-                            args.lstmad_normalisation, args.peer_seeds) for s in chosen for seed in args.seeds]
-        once = {(s.name, p): pool.submit(run_peer, p, peer_python, s, 0, work / s.name / f"{p}_scores.npy")
-                for s in chosen for p in peers if peer_python is not None and not tsb_ad_peer.SEEDED[p]}
-        rows = []
-        for future in ours:
-            row, results = future.result()
-            results.update({p: f.result() for (name, p), f in once.items() if name == row.series})
-            for peer, result in results.items():
-                for key, value in asdict(result).items():
-                    setattr(row, f"{peer}_{'s' if key == 'seconds' else key}", value)
-            rows.append(row)
+        tasks = []
+        for s in chosen:
+            ours = [pool.submit(run_ucr, s, seed, halves[s.name], hyperparameters, work, peer_python, peers, threads,
+                                args.lstmad_normalisation, args.peer_seeds, peers_only) for seed in seeds]
+            once = {p: pool.submit(run_peer, p, peer_python, s, 0, work / s.name / f"{p}_scores.npy", "none",
+                                   getattr(args, "mp_max_pairs", None))
+                    for p in peers if peer_python is not None and not tsb_ad_peer.SEEDED[p]}
+            tasks.append((ours, once))
+        rows: list[Row] = []
+        for ours, once in tasks:
+            for future in ours:
+                row, results = future.result()
+                results.update({p: peer_result(p, f, s) for p, f in once.items()})
+                for peer, result in results.items():
+                    for key in ("row", "hit", "aucpr", "seconds"):
+                        setattr(row, f"{column(peer)}_{'s' if key == 'seconds' else key}", getattr(result, key))
+                    row.mp_window = result.window or row.mp_window
+                rows.append(row)
+                report_row(row, results, rows, peers, not peers_only)
+                if on_row is not None:
+                    on_row(rows)
     return rows
 
 
@@ -358,13 +473,24 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int) -> Row | 
 
 # -- report ----------------------------------------------------------------------------------------
 
-FORMATS = {"ours_aucpr": "{:.3f}", "ours_f1": "{:.3f}", "ours_train_s": "{:.1f}", "lstmad_aucpr": "{:.3f}",
-           "lstmad_s": "{:.1f}", "subpca_aucpr": "{:.3f}", "subpca_s": "{:.1f}"}
+FORMATS = {"ours_aucpr": "{:.3f}", "ours_f1": "{:.3f}", "ours_train_s": "{:.1f}",
+           **{f"{column(p)}_aucpr": "{:.3f}" for p in tsb_ad_peer.PEERS},
+           **{f"{column(p)}_s": "{:.1f}" for p in tsb_ad_peer.PEERS}}
 COLUMNS = tuple(f.name for f in fields(Row))
+OURS_COLUMNS = ("ours_row", "ours_hit", "ours_aucpr", "ours_f1", "ours_train_s", "epochs", "best_epoch")
 
 
-def print_table(rows: list[Row], peers: Sequence[str]) -> None:
-    shown = [c for c in COLUMNS if not any(c.startswith(f"{p}_") for p in tsb_ad_peer.PEERS if p not in peers)]
+def shown_columns(peers: Sequence[str], ours: bool = True) -> list[str]:
+    """The table's columns: those of the peers that ran (mp_window with a matrix-profile peer), ours unless
+    --peers-only."""
+    hidden = [f"{column(p)}_" for p in tsb_ad_peer.PEERS if p not in peers]
+    return [c for c in COLUMNS if not any(c.startswith(h) for h in hidden)
+            and (ours or c not in OURS_COLUMNS)
+            and (c != "mp_window" or any(p in tsb_ad_peer.MATRIX_PROFILE_PEERS for p in peers))]
+
+
+def print_table(rows: list[Row], peers: Sequence[str], ours: bool = True) -> None:
+    shown = shown_columns(peers, ours)
     cells = [[FORMATS.get(c, "{}").format(getattr(r, c)) for c in shown] for r in rows]
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(shown)]
     print("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True)))
@@ -377,70 +503,84 @@ def _mean(values: Iterable[float]) -> float | None:
     return round(float(np.mean(kept)), 4) if kept else None
 
 
-def totals(rows: list[Row], seeds: Sequence[int], peers: Sequence[str], peer_seeds: Sequence[int] | None = None
-           ) -> dict[str, object]:
+def _seconds(values: Iterable[float]) -> dict[str, float | None]:
+    kept = [v for v in values if np.isfinite(v)]
+    if not kept:
+        return {"median": None, "max": None, "total": None}
+    return {"median": round(float(np.median(kept)), 1), "max": round(float(np.max(kept)), 1),
+            "total": round(float(np.sum(kept)), 1)}
+
+
+def totals(rows: list[Row], seeds: Sequence[int], peers: Sequence[str], peer_seeds: Sequence[int] | None = None,
+           ours: bool = True) -> dict[str, object]:
     """UCR accuracy and mean AUC-PR per seed, per half and seed, means over seeds, wall times; seeded peers
-    over the seeds they ran at (`peer_seeds`, default all)."""
+    over the seeds they ran at (`peer_seeds`, default all). Unseeded peers over the series they ran on (hit
+    >= 0); `not_run` names the others. `ours` False (--peers-only): no entry for ours."""
     series = sorted({r.series for r in rows})
     found: dict[str, object] = {"series": len(series), "seeds": list(seeds),
                                 "halves": {h: len({r.series for r in rows if r.half == h}) for h in "AB"}}
-    detectors = ["ours"] + [p for p in peers if tsb_ad_peer.SEEDED[p]]
+    detectors = (["ours"] if ours else []) + [p for p in peers if tsb_ad_peer.SEEDED[p]]
     for detector in detectors:
+        hit, aucpr = f"{column(detector)}_hit", f"{column(detector)}_aucpr"
         per_seed = {}
         for seed in seeds if detector == "ours" or peer_seeds is None else [t for t in seeds if t in peer_seeds]:
             at = [r for r in rows if r.seed == seed]
             per_seed[str(seed)] = {
-                "accuracy": _mean(getattr(r, f"{detector}_hit") for r in at),
-                "hits": sum(getattr(r, f"{detector}_hit") for r in at),
-                **{f"accuracy_{h}": _mean(getattr(r, f"{detector}_hit") for r in at if r.half == h) for h in "AB"},
-                "mean_aucpr": _mean(getattr(r, f"{detector}_aucpr") for r in at)}
+                "accuracy": _mean(getattr(r, hit) for r in at),
+                "hits": sum(getattr(r, hit) for r in at),
+                **{f"accuracy_{h}": _mean(getattr(r, hit) for r in at if r.half == h) for h in "AB"},
+                "mean_aucpr": _mean(getattr(r, aucpr) for r in at)}
         found[detector] = {"per_seed": per_seed, **{
             key: _mean(v[key] for v in per_seed.values() if v[key] is not None)
             for key in ("accuracy", "accuracy_A", "accuracy_B", "mean_aucpr")}}
-    ours_s = [r.ours_train_s for r in rows]
-    found["ours"]["train_s"] = {"median": round(float(np.median(ours_s)), 1),  # type: ignore[index]
-                                "max": round(float(np.max(ours_s)), 1), "total": round(float(np.sum(ours_s)), 1)}
+    if ours:
+        found["ours"]["train_s"] = _seconds(r.ours_train_s for r in rows)  # type: ignore[index]
     for peer in peers:
+        hit, aucpr = f"{column(peer)}_hit", f"{column(peer)}_aucpr"
         once = (list({r.series: r for r in rows}.values()) if not tsb_ad_peer.SEEDED[peer]
                 else [r for r in rows if peer_seeds is None or r.seed in peer_seeds])
-        seconds = [getattr(r, f"{peer}_s") for r in once]
         if not tsb_ad_peer.SEEDED[peer]:  # deterministic: one run per series, the same for every seed
-            found[peer] = {"accuracy": _mean(getattr(r, f"{peer}_hit") for r in once),
-                           "hits": sum(getattr(r, f"{peer}_hit") for r in once),
-                           **{f"accuracy_{h}": _mean(getattr(r, f"{peer}_hit") for r in once if r.half == h)
-                              for h in "AB"},
-                           "mean_aucpr": _mean(getattr(r, f"{peer}_aucpr") for r in once)}
-        found[peer]["s"] = {"median": round(float(np.median(seconds)), 1),  # type: ignore[index]
-                            "max": round(float(np.max(seconds)), 1), "total": round(float(np.sum(seconds)), 1)}
+            ran = [r for r in once if getattr(r, hit) >= 0]
+            found[peer] = {"accuracy": _mean(getattr(r, hit) for r in ran),
+                           "hits": sum(getattr(r, hit) for r in ran), "ran": len(ran),
+                           **{f"accuracy_{h}": _mean(getattr(r, hit) for r in ran if r.half == h) for h in "AB"},
+                           **{f"ran_{h}": sum(r.half == h for r in ran) for h in "AB"},
+                           "mean_aucpr": _mean(getattr(r, aucpr) for r in ran),
+                           "not_run": [r.series for r in once if getattr(r, hit) < 0]}
+        found[peer]["s"] = _seconds(getattr(r, f"{column(peer)}_s") for r in once)  # type: ignore[index]
     return found
 
 
-def print_totals(found: dict[str, object], peers: Sequence[str]) -> None:
+def print_totals(found: dict[str, object], peers: Sequence[str], ours: bool = True) -> None:
     def cell(value: object) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     n, halves = found["series"], found["halves"]
     print(f"\nUCR accuracy over {n} series (half A: {halves['A']}, half B: {halves['B']})")  # type: ignore[index]
     print(f"{'detector':<10}{'seed':>6}{'accuracy':>16}{'half A':>9}{'half B':>9}{'mean AUC-PR':>13}")
-    for detector in ["ours", *peers]:
+    for detector in (["ours"] if ours else []) + list(peers):
         entry = found[detector]
         assert isinstance(entry, dict)
         lines = [(s, v) for s, v in entry.get("per_seed", {}).items()]
         lines.append(("mean" if "per_seed" in entry else "-", entry))
         for seed, v in lines:
-            hits = f" ({v['hits']}/{n})" if "hits" in v else ""
+            hits = f" ({v['hits']}/{v.get('ran', n)})" if "hits" in v else ""
             print(f"{detector:<10}{seed:>6}{cell(v['accuracy']) + hits:>16}{cell(v['accuracy_A']):>9}"
                   f"{cell(v['accuracy_B']):>9}{cell(v['mean_aucpr']):>13}")
-    ours = found["ours"]
-    assert isinstance(ours, dict)
-    print("ours: training wall time per series and seed: median {median} s, max {max} s, total {total} s"
-          .format(**ours["train_s"]))
+    if ours:
+        entry = found["ours"]
+        assert isinstance(entry, dict)
+        print("ours: training wall time per series and seed: median {median} s, max {max} s, total {total} s"
+              .format(**entry["train_s"]))
     for peer in peers:
         entry = found[peer]
         assert isinstance(entry, dict)
         once = "" if tsb_ad_peer.SEEDED[peer] else " (deterministic: once per series)"
         print(f"{peer}: wall time per run (fit + score): median {entry['s']['median']} s, max {entry['s']['max']} s, "
               f"total {entry['s']['total']} s{once}")
+        if entry.get("not_run"):
+            print(f"{peer}: NOT RUN on {len(entry['not_run'])} series (accuracy above is over the "
+                  f"{entry['ran']} it ran on; the log says why): {' '.join(entry['not_run'])}")
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -460,8 +600,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="torch threads of each `train` (default: CPU cores // jobs, at least 1)")
     parser.add_argument("--out", type=Path, help="write the per-series table as CSV")
     parser.add_argument("--work", type=Path, help="job folders (default: a temporary folder)")
-    parser.add_argument("--peers", default=",".join(tsb_ad_peer.PEERS),
-                        help=f"comma-separated TSB-AD peers to run (default: {','.join(tsb_ad_peer.PEERS)})")
+    parser.add_argument("--peers", default=",".join(DEFAULT_PEERS),
+                        help=f"comma-separated peers to run, among {','.join(tsb_ad_peer.PEERS)} "
+                             f"(default: {','.join(DEFAULT_PEERS)})")
+    parser.add_argument("--peers-only", action="store_true",
+                        help="run only the peers: ours is not trained (no ours columns, no smd-dev); with no seeded "
+                             "peer, one row per series")
+    parser.add_argument("--mp-max-pairs", type=float, default=MP_MAX_PAIRS,
+                        help="the matrix-profile peers skip a series with more subsequence pairs than this (its "
+                             f"cost; default {MP_MAX_PAIRS:.3g}: about 5 minutes on one thread here); the table "
+                             "and the totals name the series skipped")
     parser.add_argument("--lstmad-normalisation", choices=tsb_ad_peer.NORMALISATIONS, default="upstream",
                         help="upstream (default): as TSB-AD's code since 1.5, each dataset z-normalised with its "
                              "own statistics; none: 1.5 exactly as released (raw values); see scripts/tsb_ad_peer.py")
@@ -472,6 +620,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-smd", action="store_true", help="skip smd-dev")
     args = parser.parse_args(argv)
     args.peers = [] if args.no_peer else [p.strip() for p in args.peers.split(",") if p.strip()]
+    if args.peers_only and not args.peers:
+        parser.error("--peers-only needs at least one peer (--peers), not --no-peer")
     unknown = [p for p in args.peers if p not in tsb_ad_peer.PEERS]
     if unknown:
         parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(tsb_ad_peer.PEERS)}")
@@ -515,8 +665,11 @@ def main(argv: list[str] | None = None) -> int:
     hyperparameters = overrides(args.hyperparameters)
     threads = args.threads_per_job or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     print("hyperparameters:", json.dumps(parse_hyperparameters(hyperparameters).to_json()))
-    print(f"run: {len(chosen)} series x seeds {' '.join(map(str, args.seeds))}; jobs: {max(1, args.jobs)} at a time, "
-          f"{threads} torch thread(s) each; peers: {', '.join(args.peers) or 'none'}"
+    seeds = args.seeds if not args.peers_only or any(tsb_ad_peer.SEEDED[p] for p in args.peers) else args.seeds[:1]
+    print(f"run: {len(chosen)} series x seeds {' '.join(map(str, seeds))}"
+          + (" (--peers-only: ours not trained)" if args.peers_only else "")
+          + f"; jobs: {max(1, args.jobs)} at a time, {threads} torch thread(s) each; "
+          f"peers: {', '.join(args.peers) or 'none'}"
           + (f" (lstmad normalisation: {args.lstmad_normalisation})" if "lstmad" in args.peers else ""))
     peers: list[str] = args.peers
     peer_python = None
@@ -530,26 +683,34 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
         try:
-            rows = run_all(chosen, halves, args, hyperparameters, work, peer_python, peers, threads)
+            rows = run_all(chosen, halves, args, hyperparameters, work, peer_python, peers, threads,
+                           lambda done: write_csv(args.out, done) if args.out else None)
         except SeriesNameError as exc:  # a file whose rows contradict its name
             raise SystemExit(f"bench_quality.py: {exc}") from None
-        smd = None if args.no_smd or given else run_smd(dict(hyperparameters, seed=str(args.seeds[0])), work, threads)
-    print_table(rows + ([smd] if smd else []), peers)
-    found = totals(rows, args.seeds, peers, args.peer_seeds)
+        smd = (None if args.no_smd or given or args.peers_only
+               else run_smd(dict(hyperparameters, seed=str(args.seeds[0])), work, threads))
+    ours = not args.peers_only
+    print_table(rows + ([smd] if smd else []), peers, ours)
+    found = totals(rows, sorted({r.seed for r in rows}, key=args.seeds.index), peers, args.peer_seeds, ours)
     if "lstmad" in peers:
         found["lstmad"]["normalisation"] = args.lstmad_normalisation  # type: ignore[index]
-    print_totals(found, peers)
+    print_totals(found, peers, ours)
     print("totals:", json.dumps(found))
     if smd:
         print("smd:", json.dumps({"seed": args.seeds[0], "aucpr": round(smd.ours_aucpr, 4),
                                   "best_f1": round(smd.ours_f1, 4), "train_s": round(smd.ours_train_s, 1)}))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
-            writer.writeheader()
-            writer.writerows(asdict(r) for r in rows + ([smd] if smd else []))
+        write_csv(args.out, rows + ([smd] if smd else []))
     return 0
+
+
+def write_csv(out: Path, rows: list[Row]) -> None:
+    """The per-series table as CSV, every column (rewritten after each series: a stopped run keeps its rows)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
-"""The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors, in their own venv.
+"""The peer detectors of the quality benchmark: two of TSB-AD 1.5's detectors and two matrix-profile
+discords (stumpy), in their own venv.
 
 TSB-AD (PyPI `TSB-AD`, github.com/TheDatumOrg/TSB-AD) pins numpy<2 and an old torch, so it cannot
 share the project's environment. `ensure_venv()` builds it (in `peer_venv()`: `bench-out/.venv-tsbad`,
 or the folder named by LSTM_AD_PEER_VENV, which CI keeps in /var/cache/lstm-ad) with TSB-AD==1.5
-installed without its dependencies plus only what the two peers import (VENV_PACKAGES: the local
-CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo): the
-full dependency set would pull transformers and a multi-GB CUDA torch. `run_peer()` runs this file
-inside that environment on one series; it writes the score of every row [TRAIN_END, N), higher =
-more anomalous, and the caller judges both peers exactly as it judges ours.
+installed without its dependencies plus only what the peers import (VENV_PACKAGES: the local
+CPU wheel of torch, numpy<2, scikit-learn<1.6, scipy, statsmodels, pandas, hurst, tqdm, torchinfo,
+stumpy 1.14.1 with the numba it pulls): the full dependency set would pull transformers and a
+multi-GB CUDA torch. `run_peer()` runs this file inside that environment on one series; it writes the
+score of every row [TRAIN_END, N), higher = more anomalous, and the caller judges every peer exactly
+as it judges ours (UCR accuracy: the row of the highest score within [anomStart - 100, anomEnd + 100];
+AUC-PR against the labelled rows).
 
     python tsb_ad_peer.py {lstmad|subpca} SERIES_TXT TRAIN_END SEED OUT_NPY [NORMALISATION]
+    python tsb_ad_peer.py {mp-ab|mp-self} SERIES_TXT TRAIN_END SEED OUT_NPY none WINDOW
     python tsb_ad_peer.py build      (builds or checks the environment; prints its python)
 
 NORMALISATION (lstmad only): `upstream` (the default: what TSB_AD/utils/dataset.py does on GitHub
@@ -60,9 +64,34 @@ and anomaly included (it is in its unsupervised pool); here it is fitted on rows
 only (period from those rows too) and decision_function scores all N rows, so it learns from
 the same rows as ours and the LSTMAD peer. Not seeded (full SVD): run once per series.
 
-Both peers: rows [TRAIN_END, N) are kept, the rows our detector is judged on; what still differs
-from TSB-AD's benchmark is the metric (UCR accuracy and AUC-PR on those rows instead of VUS-PR
+Both TSB-AD peers: rows [TRAIN_END, N) are kept, the rows our detector is judged on; what still
+differs from TSB-AD's benchmark is the metric (UCR accuracy and AUC-PR on those rows instead of VUS-PR
 on all rows) and, for subpca, the fitted rows. One torch/BLAS thread each.
+
+mp-ab and mp-self: matrix-profile discords, no training, deterministic (SEED is ignored; run once per
+series). WINDOW (the subsequence length m) is given by the caller: bench_quality.py's `peer_window`
+applies our discord term's rule (lstm_ad/scoring/discord.py: `dominant_period` of `lag_products`, with
+`discord-window` 0) to the training part [0, TRAIN_END) z-normalised, else the default context-length
+(100) when it has no period; this venv does not have our package. Distances are stumpy's
+z-normalised Euclidean distances (`stumpy.stump`, stumpy 1.14.1; a constant subsequence is at 0 from
+another constant one and sqrt(m) from any other), float64, NUMBA_NUM_THREADS=1.
+- mp-ab: an AB-join, `stumpy.stump(T_A=test, m, T_B=train, ignore_trivial=False)` with test = rows
+  [TRAIN_END, N) and train = rows [0, TRAIN_END): each subsequence lying wholly in the test part gets
+  its distance to the nearest subsequence lying wholly in the training part (no exclusion zone: the
+  two never overlap). A pattern that is new to the test part scores high even if it recurs there.
+- mp-self: a self-join of the whole series, `stumpy.stump(T_A=all N rows, m)`, exclusion zone
+  stumpy's default (neighbours within ceil(m / 4) starts of each other are trivial matches, skipped):
+  each subsequence's distance to its nearest non-trivial neighbour anywhere in the series, test part
+  included, so a pattern that recurs in the test part counts as normal.
+Rows: the profile value of the subsequence CENTRED on a row (starting (m - 1) // 2 rows before it,
+where our discord term puts its subsequence by default, `score-window-position` centred) is that row's
+score. Rows [TRAIN_END, N) without such a subsequence (the first (m - 1) // 2 test rows and the last
+m // 2 for mp-ab; the last m // 2 for mp-self) get the lowest profile value, so that they never rank
+first; so does a non-finite profile value. Cost: mp-ab compares (N - TRAIN_END - m + 1) x (TRAIN_END -
+m + 1) pairs of subsequences, mp-self about (N - m + 1)^2 / 2, each about 150 million a second on one
+thread here (1.5 min for a 200,000-row self-join); bench_quality.py skips a series above
+--mp-max-pairs and names it. numba's compiled kernels are cached in the venv (stumpy/__pycache__):
+the first run compiles (about 40 s), later ones start in about 3 s.
 """
 
 from __future__ import annotations
@@ -74,16 +103,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-PEERS = ("lstmad", "subpca")
+if TYPE_CHECKING:  # numpy is imported where a peer runs: `build` runs under any python3
+    import numpy as np
+
+PEERS = ("lstmad", "subpca", "mp-ab", "mp-self")
+MATRIX_PROFILE_PEERS = ("mp-ab", "mp-self")  # need a window (WINDOW), import neither torch nor TSB-AD
 NORMALISATIONS = ("upstream", "none")
-SEEDED = {"lstmad": True, "subpca": False}
+SEEDED = {"lstmad": True, "subpca": False, "mp-ab": False, "mp-self": False}
 # scikit-learn 1.6 and later reject TSB-AD's detector classes (no __sklearn_tags__).
 VENV_PACKAGES = ("torch==2.13.0", "numpy<2", "tqdm", "torchinfo", "scikit-learn>=1.3.2,<1.6", "scipy",
-                 "statsmodels", "pandas", "hurst")
+                 "statsmodels", "pandas", "hurst", "stumpy==1.14.1")
 PROBE = ("import numpy, sys; numpy.__version__ < '2' or sys.exit('numpy ' + numpy.__version__); "
          "import TSB_AD.model_wrapper, TSB_AD.models.LSTMAD; from TSB_AD.models.PCA import PCA; "
-         "x = numpy.sin(numpy.arange(60.0)).reshape(-1, 1); PCA(slidingWindow=5).fit(x).decision_function(x)")
+         "x = numpy.sin(numpy.arange(60.0)).reshape(-1, 1); PCA(slidingWindow=5).fit(x).decision_function(x); "
+         "import stumpy")
 
 
 class PeerUnavailable(Exception):
@@ -123,25 +158,79 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def run_peer(python: Path, peer: str, series_file: Path, train_end: int, seed: int, out: Path,
-             normalisation: str = "upstream") -> tuple[Path, float]:
-    """Fit and score one series in the peers' environment; (scores file, wall seconds)."""
+             normalisation: str = "upstream", window: int = 0) -> tuple[Path, float]:
+    """Fit and score one series in the peers' environment; (scores file, wall seconds). `window`: the
+    subsequence length of the matrix-profile peers (required for them, ignored by the others)."""
     if peer not in PEERS:
         raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}; known: {', '.join(NORMALISATIONS)}")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TQDM_DISABLE="1")
+    if peer in MATRIX_PROFILE_PEERS and window < 3:
+        raise ValueError(f"{peer} needs its subsequence length: window={window}, give at least 3")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
+               TQDM_DISABLE="1")
     started = time.monotonic()
     done = subprocess.run([str(python), __file__, peer, str(series_file), str(train_end), str(seed), str(out),
-                           normalisation], capture_output=True, text=True, env=env)
+                           normalisation, str(window)], capture_output=True, text=True, env=env)
     seconds = time.monotonic() - started
     if done.returncode != 0:
-        raise RuntimeError(f"TSB-AD {peer} failed on {series_file.name}: {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"peer {peer} failed on {series_file.name}: {done.stderr.strip()[-800:]}")
     return out, seconds
 
 
-def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out: str,
-          normalisation: str = "upstream") -> None:
+def matrix_profile_scores(peer: str, values: np.ndarray, train_end: int, window: int) -> np.ndarray:
+    """mp-ab / mp-self (see the module doc): the score of every row [train_end, N), higher = more anomalous.
+
+    A row's score is the matrix-profile value of the subsequence CENTRED on it (starting (window - 1) // 2
+    rows before it, as ours places its discord subsequence by default); rows that have none get the lowest
+    profile value, so that they never rank first."""
+    import importlib
+
     import numpy as np
+    import stumpy
+    import stumpy.cache
+
+    # numba's on-disk cache (stumpy/__pycache__ of the venv) for every stumpy kernel: the first run compiles
+    # (about 40 s here), later ones load (under 1 s). What stumpy's own cache._enable() does, without its warning.
+    for module, function in stumpy.cache.get_njit_funcs():
+        getattr(importlib.import_module(f"stumpy.{module}"), function).enable_caching()
+    series = np.asarray(values, dtype=np.float64).ravel()
+    test, train = series[train_end:], series[:train_end]
+    if window < 3 or len(test) < window or (peer == "mp-ab" and len(train) < window):
+        raise SystemExit(f"{peer} needs a window of at least 3 rows and as many training and test rows as the "
+                         f"window ({window}); the series has {len(train)} training and {len(test)} test rows")
+    if peer == "mp-ab":  # each test subsequence against every training subsequence
+        profile = stumpy.stump(test, m=window, T_B=train, ignore_trivial=False)[:, 0].astype(np.float64)
+        first = train_end  # row where profile[0]'s subsequence starts
+    elif peer == "mp-self":  # the whole series against itself, exclusion zone stumpy's default (window / 4)
+        profile = stumpy.stump(series, m=window)[:, 0].astype(np.float64)
+        first = 0
+    else:
+        raise SystemExit(f"unknown matrix-profile peer {peer!r}")
+    finite = np.isfinite(profile)
+    lowest = float(profile[finite].min()) if finite.any() else 0.0
+    scores = np.full(len(series), lowest)
+    centre = first + (window - 1) // 2  # the row of profile[0]
+    scores[centre:centre + len(profile)] = np.where(finite, profile, lowest)
+    return scores[train_end:]
+
+
+def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out: str,
+          normalisation: str = "upstream", window_text: str = "0") -> None:
+    import numpy as np
+
+    values = np.loadtxt(series_file, dtype=np.float64).reshape(-1, 1)
+    train_end = int(train_end_text)
+    started = time.monotonic()
+    info: dict[str, object] = {"peer": peer}
+    if peer in MATRIX_PROFILE_PEERS:
+        window = int(window_text)
+        scores = matrix_profile_scores(peer, values, train_end, window)
+        np.save(out, scores)
+        info.update(window=window, position="centred", seconds=time.monotonic() - started)
+        print(json.dumps(info))
+        return
+
     import torch
     from TSB_AD.HP_list import Optimal_Uni_algo_HP_dict
 
@@ -150,10 +239,6 @@ def _main(peer: str, series_file: str, train_end_text: str, seed_text: str, out:
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
-    values = np.loadtxt(series_file, dtype=np.float64).reshape(-1, 1)
-    train_end = int(train_end_text)
-    started = time.monotonic()
-    info: dict[str, object] = {"peer": peer}
     if peer == "lstmad":
         import TSB_AD.models.LSTMAD
         from TSB_AD.model_wrapper import run_LSTMAD
@@ -203,7 +288,7 @@ if __name__ == "__main__":
             print(ensure_venv(peer_venv()))
         except PeerUnavailable as exc:
             raise SystemExit(f"tsb_ad_peer.py build: {exc}") from None
-    elif len(sys.argv) in (6, 7):
-        _main(*sys.argv[1:7])
+    elif len(sys.argv) in (6, 7, 8):
+        _main(*sys.argv[1:8])
     else:
         raise SystemExit(__doc__)

@@ -174,22 +174,125 @@ def test_bench_quality_rejects_a_seed_among_the_hyperparameters() -> None:
     assert done.returncode != 0 and "--seeds" in done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("peer", "normalisation"), [("lstmad", "none"), ("lstmad", "upstream"), ("subpca", "none")])
-def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, normalisation: str, tmp_path: Path
-                                                                  ) -> None:
+def peer_python() -> Path:
+    """The peers' python (the venv completed if it lacks a package), or skip the test with the reason."""
     python = tsb_ad_peer.venv_python(tsb_ad_peer.peer_venv())
     if not python.exists():
         pytest.skip(f"{python} is absent: `python scripts/tsb_ad_peer.py build` builds the peers' venv (needs "
                     "PyPI; CI does it, in LSTM_AD_PEER_VENV)")
+    return tsb_ad_peer.ensure_venv(tsb_ad_peer.peer_venv())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("peer", "normalisation"), [("lstmad", "none"), ("lstmad", "upstream"), ("subpca", "none"),
+                                                     ("mp-ab", "none"), ("mp-self", "none")])
+def test_tsb_ad_peer_scores_the_test_rows_and_finds_a_plain_spike(peer: str, normalisation: str, tmp_path: Path
+                                                                  ) -> None:
+    python = peer_python()
     path = write_ucr_series(tmp_path, "001", "sine", rows=1200, train_end=700, anomaly=(950, 960))
     series = bench_quality.parse_ucr_name(path)
-    result = bench_quality.run_peer(peer, tsb_ad_peer.ensure_venv(tsb_ad_peer.peer_venv()), series, 0,
-                                    tmp_path / "scores.npy", normalisation)
+    result = bench_quality.run_peer(peer, python, series, 0, tmp_path / "scores.npy", normalisation)
     scores = np.load(tmp_path / "scores.npy")
     assert scores.shape == (1200 - 700,) and np.isfinite(scores).all()
     assert result.hit == 1 and 850 <= result.row <= 1060, result
     assert 0.0 < result.aucpr <= 1.0 and result.seconds > 0
+
+
+def znormalised_profile(queries: np.ndarray, references: np.ndarray, window: int, exclusion: int | None = None
+                        ) -> np.ndarray:
+    """Slow reference: each query subsequence's z-normalised Euclidean distance to its nearest reference
+    subsequence (by start row), skipping references whose start is within `exclusion` of the query's (a self-join)."""
+    def subsequences(x: np.ndarray) -> np.ndarray:
+        s = np.lib.stride_tricks.sliding_window_view(x, window)
+        return (s - s.mean(axis=1, keepdims=True)) / s.std(axis=1, keepdims=True)
+
+    a, b = subsequences(queries), subsequences(references)
+    distances = np.sqrt(np.maximum(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2), 0.0))
+    if exclusion is not None:
+        starts = np.arange(len(a))
+        distances[np.abs(starts[:, None] - starts[None, :]) <= exclusion] = np.inf
+    return distances.min(axis=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peer", ["mp-ab", "mp-self"])
+def test_matrix_profile_peers_score_each_row_with_its_centred_subsequence_against_a_slow_reference(
+        peer: str, tmp_path: Path) -> None:
+    rows, train_end, window = 400, 250, 24
+    values = np.sin(2 * np.pi * np.arange(rows) / 24) + 0.1 * np.random.default_rng(5).standard_normal(rows)
+    series_file = tmp_path / "series.txt"
+    np.savetxt(series_file, values, fmt="%.17g")
+    scores_file, _ = tsb_ad_peer.run_peer(peer_python(), peer, series_file, train_end, 0, tmp_path / "s.npy",
+                                          "none", window)
+    scores = np.load(scores_file)
+    assert scores.shape == (rows - train_end,)
+    if peer == "mp-ab":  # test subsequences against training ones
+        profile, first = znormalised_profile(values[train_end:], values[:train_end], window), train_end
+    else:  # the whole series against itself, stumpy's default exclusion zone ceil(m / 4)
+        profile, first = znormalised_profile(values, values, window, exclusion=int(np.ceil(window / 4))), 0
+    expected = np.full(rows, profile.min())  # rows without a centred subsequence: the lowest value
+    centre = first + (window - 1) // 2
+    expected[centre:centre + len(profile)] = profile
+    np.testing.assert_allclose(scores, expected[train_end:], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_matrix_profile_peers_find_the_anomaly_of_a_short_ucr_series(tmp_path: Path) -> None:
+    path = shared_data("ucr-dev", "024_UCR_Anomaly_DISTORTEDInternalBleeding10_3200_4526_4556.txt")
+    python = peer_python()
+    series = bench_quality.parse_ucr_name(path)
+    assert bench_quality.peer_window(bench_quality.load_series(series)[:series.train_end]) == 154
+    for peer in ("mp-ab", "mp-self"):
+        result = bench_quality.run_peer(peer, python, series, 0, tmp_path / f"{peer}.npy")
+        assert np.load(tmp_path / f"{peer}.npy").shape == (7501 - 3200,)
+        assert result.window == 154 and result.hit == 1 and 4426 <= result.row <= 4656, (peer, result)
+        assert 0.0 < result.aucpr <= 1.0 and not result.skipped
+
+
+@pytest.mark.slow
+def test_bench_quality_peers_only_runs_no_model_and_names_the_series_a_peer_skipped(tmp_path: Path) -> None:
+    peer_python()
+    write_ucr_series(tmp_path / "mine", "001", "sineA")
+    write_ucr_series(tmp_path / "mine", "002", "sineB", rows=3000)
+    out = tmp_path / "peers.csv"
+    # mp-self: 002 has 2,961 x 2,960 / 2 subsequence pairs (window 40), 001 673,380: the cap skips 002 only
+    printed = run_script("scripts/bench_quality.py", str(tmp_path / "mine"), "--peers", "mp-ab,mp-self",
+                         "--peers-only", "--mp-max-pairs", "2e6", "--work", str(tmp_path / "work"), "--out", str(out))
+    header = next(line for line in printed.splitlines() if line.startswith("series")).split()
+    assert "ours_hit" not in header and "mp_ab_hit" in header and "mp_self_hit" in header and "mp_window" in header
+    assert not (tmp_path / "work" / "001_sineA" / "seed-0" / "model").exists()  # ours was not trained
+    with out.open() as f:
+        saved = {r["series"]: r for r in csv.DictReader(f)}
+    assert list(saved) == ["001_sineA", "002_sineB"]  # one row per series: no seeded peer
+    assert saved["001_sineA"]["mp_window"] == "40" and saved["001_sineA"]["ours_hit"] == "-1"
+    assert saved["001_sineA"]["mp_self_hit"] == "1" and saved["002_sineB"]["mp_self_hit"] == "-1"
+    assert saved["002_sineB"]["mp_ab_hit"] in ("0", "1")  # 2,361 x 561 pairs: under the cap
+    totals = json.loads(next(line for line in printed.splitlines() if line.startswith("totals:"))[len("totals:"):])
+    assert "ours" not in totals
+    assert totals["mp-self"]["not_run"] == ["002_sineB"] and totals["mp-self"]["ran"] == 1
+    assert totals["mp-self"]["accuracy"] == 1.0 and totals["mp-ab"]["not_run"] == []
+    assert "mp-self: NOT RUN on 1 series" in printed and "half A" in printed
+
+
+def test_peer_window_is_our_discord_period_of_the_training_part() -> None:
+    train = np.sin(2 * np.pi * np.arange(5000) / 73)[:, None] * 3 + 10
+    assert bench_quality.peer_window(train) == 73
+    assert bench_quality.peer_window(train[:900]) == 73  # a short part: no lag wraps round the FFT
+    flat = np.zeros((500, 1))  # no period: the default context-length
+    assert bench_quality.peer_window(flat) == bench_quality.Hyperparameters().context_length
+
+
+def test_matrix_profile_pairs_count_the_subsequences_compared() -> None:
+    assert bench_quality.matrix_profile_pairs("mp-ab", 100, 60, 10) == (100 - 60 - 9) * (60 - 9)
+    assert bench_quality.matrix_profile_pairs("mp-self", 100, 60, 10) == 91 * 90 // 2
+    assert bench_quality.matrix_profile_pairs("mp-ab", 100, 95, 10) == 0
+
+
+def test_peers_only_needs_a_peer() -> None:
+    with pytest.raises(SystemExit):
+        bench_quality.parse_args(["--peers-only", "--no-peer"])
+    args = bench_quality.parse_args(["--peers-only", "--peers", "mp-ab,mp-self"])
+    assert args.peers == ["mp-ab", "mp-self"] and args.peers_only
 
 
 @pytest.mark.slow
