@@ -36,6 +36,7 @@ def _this_interpreter_kernel(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # a Jupyter kernel and the notebook's train and serve processes
 def test_notebook_runs_in_local_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Quick settings: generated data, a tiny model, a few epochs; the kernel is this interpreter."""
     pytest.importorskip("ipykernel", reason="the notebook test needs ipykernel in the SDK v3 venv")
