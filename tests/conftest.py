@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.testing  # noqa: F401  # numpy<2 runs lscpu on import: at collection, not in a fast test
 import pytest
 
 from lstm_ad.sagemaker.cli import StopFlag, run_train
