@@ -26,6 +26,7 @@ import pytest
 
 from conftest import sine_series, write_csv
 
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # before the first sagemaker import (warnings fail)
 IMAGE = os.environ.get("LSTM_AD_IMAGE", "")
 CONTEXT_LENGTH = 20
 TEST_ROWS = 200
