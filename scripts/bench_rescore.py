@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -74,16 +75,6 @@ def empirical(scores: np.ndarray, fraction: float) -> float:
     return float(np.quantile(scores[np.isfinite(scores)], fraction, method="lower"))
 
 
-def shifted(shift: float):  # noqa: ANN201
-    def rule(scores: np.ndarray, fraction: float) -> float:
-        saved, threshold.TAIL_SHIFT = threshold.TAIL_SHIFT, shift
-        try:
-            return threshold.alarm_threshold(scores, fraction)
-        finally:
-            threshold.TAIL_SHIFT = saved
-    return rule
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("work", type=Path, help="the --work folder of a bench_quality.py run (kept models)")
@@ -94,7 +85,8 @@ def main() -> int:
     torch.set_num_threads(1)
     series = {s.name: s for s in ucr_files(args.data)}
     half = split_halves(list(series.values()))
-    rules = {"empirical quantile": empirical, **{f"tail, shift {s:g}": shifted(s) for s in args.shifts}}
+    rules = {"empirical quantile": empirical,
+             **{f"tail, shift {s:g}": functools.partial(threshold.alarm_threshold, shift=s) for s in args.shifts}}
     runs = []
     for job in sorted(args.work.glob("*/seed-*/model")):
         s = series[job.parent.parent.name]

@@ -29,8 +29,9 @@ TAIL_SHIFT = 0.5  # units u: chosen on half A of the 140 UCR series (docs/benchm
 BODY_QUANTILE = 0.01  # the tail's second anchor, beside the median
 
 
-def alarm_threshold(scores: np.ndarray, fraction: float) -> float:
-    """The stored threshold of the rule above; `scores` must hold at least one finite value."""
+def alarm_threshold(scores: np.ndarray, fraction: float, shift: float = TAIL_SHIFT) -> float:
+    """The stored threshold of the rule above (`shift`: TAIL_SHIFT; other values for scripts/bench_rescore.py's
+    comparison); `scores` must hold at least one finite value."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     scores = scores[np.isfinite(scores)]
     if not len(scores):
@@ -39,7 +40,7 @@ def alarm_threshold(scores: np.ndarray, fraction: float) -> float:
         raise ValueError(f"alarm fraction must be in (0, 1), got {fraction}")
     median = float(np.median(scores))
     unit = median - float(np.quantile(scores, BODY_QUANTILE))
-    return median - unit * (TAIL_SHIFT + math.log(0.5 / fraction) / math.log(0.5 / BODY_QUANTILE))
+    return median - unit * (shift + math.log(0.5 / fraction) / math.log(0.5 / BODY_QUANTILE))
 
 
 def alarms(scores: np.ndarray, threshold: float) -> np.ndarray:
