@@ -228,9 +228,11 @@ def test_unknown_path_and_method_are_plain_http_errors(client) -> None:
     (ServeSettings(workers=4, max_payload_mb=6), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 6}),
     (ServeSettings(workers=2, max_concurrent_transforms=5), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 20}),
     (ServeSettings(workers=2, max_payload_mb=0), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 50}),
-    # memory: 8 concurrent 12 MB requests need 8 x 12 MB x 16 (MEMORY_PER_BODY_BYTE); 2 GB x 0.8 holds 8
-    (ServeSettings(workers=8, memory_bytes=2 << 30), {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),
-    (ServeSettings(workers=8, memory_bytes=1 << 30), {"MaxConcurrentTransforms": 4, "MaxPayloadInMB": 12}),
+    # memory: a 12 MB request needs 12 MB x 52 (MEMORY_PER_BODY_BYTE) = 624 MB; 4 GB x 0.8 holds 5 of them,
+    # 2 GB x 0.8 holds 2, 1 GB x 0.8 holds 1
+    (ServeSettings(workers=8, memory_bytes=4 << 30), {"MaxConcurrentTransforms": 5, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=8, memory_bytes=2 << 30), {"MaxConcurrentTransforms": 2, "MaxPayloadInMB": 12}),
+    (ServeSettings(workers=8, memory_bytes=1 << 30), {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 12}),
     (ServeSettings(workers=1, memory_bytes=256 << 20), {"MaxConcurrentTransforms": 1, "MaxPayloadInMB": 100}),
     (ServeSettings(workers=8, memory_bytes=1 << 30, max_concurrent_transforms=8),  # the user's value wins
      {"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 12}),

@@ -11,10 +11,12 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from lstm_ad.hyperparameters import Hyperparameters
+from lstm_ad.scoring.blocks import ROWS_PER_BLOCK, row_blocks
 from lstm_ad.scoring.discord import (
     SD_FLOOR,
     SEGMENTS,
     Discord,
+    Subsequences,
     dominant_period,
     fit_discord,
     fit_discord_with_distances,
@@ -96,6 +98,21 @@ def test_a_row_is_scored_by_the_subsequence_around_or_ending_at_it(position: str
     np.testing.assert_allclose(found, expected, rtol=1e-9)
     np.testing.assert_allclose(discord.z(values), (-found + 0.5) / 0.3, rtol=1e-12)
 
+
+def test_a_long_request_is_searched_block_by_block_with_the_same_distances() -> None:
+    values = series(2 * ROWS_PER_BLOCK + 100, period=41, seed=7)
+    values[ROWS_PER_BLOCK + 3, 0] = np.nan  # a gap whose subsequences straddle a block's edge
+    refs = shapes(series(900, period=41, seed=8), 41)[::9]
+    whole = shapes(values, 41)
+    subsequences = Subsequences(values, 41)
+    for block in row_blocks(subsequences.count):
+        np.testing.assert_array_equal(subsequences.shapes(block), whole[block])  # bit for bit
+    found = Discord(41, "trailing", refs).distances(values)
+    expected = cdist(np.nan_to_num(whole, nan=1e9), refs).min(axis=1)
+    expected[np.isnan(whole).any(axis=1)] = np.nan
+    assert np.isnan(found[:40]).all()  # no subsequence of 41 rows ends there
+    np.testing.assert_allclose(found[40:], expected, rtol=1e-9)
+    assert np.isnan(found).sum() == 40 + 41  # and the 41 subsequences holding the gap
 
 def test_a_rows_distance_does_not_depend_on_where_its_request_starts() -> None:
     values = series(200_000, period=61) * 1.4  # standardised, as the predictor passes them

@@ -38,12 +38,11 @@ MIN_ADVERTISED_PAYLOAD_MB = 6  # SageMaker's default: never advertise less
 MB = 1024 * 1024
 HEALTH_THREADS = 2  # per worker, for /ping and /execution-parameters only (see server.py)
 DEFAULT_BODY_READ_TIMEOUT_S = 30
-# Peak memory of one request per byte of CSV body: decoding, scoring and the answer together. Measured
-# before 2026-12-03 (a --memory mode of scripts/bench_serve.py, since removed) on the default network: 3.0
-# (1 column), 5.4 (2), 14.8 (38 columns). Worker RSS over idle in scripts/bench_serve.py --workers 2, 2026-12-03,
-# one 9 MB univariate request (1M rows): 39 per byte with the discord term, 20 without (docs/benchmarks.md,
-# "Inference speed"): RSS keeps freed memory, so these overstate the peak, but by how much is not measured.
-MEMORY_PER_BODY_BYTE = 16
+# Peak memory of one request per byte of CSV body: decoding, scoring and the answer together, the largest answer
+# (alarm and attribution columns) included. scripts/bench_memory.py (peak resident set of a fresh worker-like
+# process, 10 MB bodies), 2026-12-03: 16-18 (1 and 2 columns, the default output), 34-35 (38 columns), 38-49
+# with alarm and attribution (two runs; docs/benchmarks.md, "Memory per request"), and a margin for the spread.
+MEMORY_PER_BODY_BYTE = 52
 MEMORY_SHARE = 0.8  # of the memory available at start, the part that concurrent requests may use
 
 

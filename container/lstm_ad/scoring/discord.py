@@ -70,8 +70,10 @@ class Discord:
         if rows < self.window:
             return result
         before = subsequence_start(self.window, self.position)
-        found = nearest_distances(shapes(values, self.window), self.refs)  # by start row
-        result[before:before + len(found)] = found
+        subsequences = Subsequences(values, self.window)
+        for starts in row_blocks(subsequences.count):  # bounded temporaries: a block's shapes are a few MB
+            found = nearest_distances(subsequences.shapes(starts), self.refs)
+            result[before + starts.start:before + starts.start + len(found)] = found
         return result
 
     def z(self, values: np.ndarray) -> np.ndarray:
@@ -100,27 +102,44 @@ def subsequence_start(window: int, position: str) -> int:
 def shapes(values: np.ndarray, window: int) -> np.ndarray:
     """(rows - window + 1, columns * SEGMENTS): the shape of every subsequence of `values` (rows, columns), by
     start row; NaN rows for subsequences with a gap. From running sums: O(rows) whatever the window."""
-    values = np.asarray(values, dtype=np.float64)
-    rows, columns = values.shape
-    count = rows - window + 1
-    edges = np.round(np.linspace(0, window, SEGMENTS + 1)).astype(int)
-    weights = np.sqrt((edges[1:] - edges[:-1]) / window * SEGMENTS)
-    out = np.empty((count, columns * SEGMENTS))
-    missing = np.isnan(values)
-    gaps = np.concatenate([[0], np.cumsum(missing.any(axis=1))])
-    broken = gaps[window:window + count] > gaps[:count]
-    filled = np.where(missing, 0.0, values)
-    for column in range(columns):
-        sums = np.concatenate([[0.0], np.cumsum(filled[:, column])])
-        squares = np.concatenate([[0.0], np.cumsum(filled[:, column] ** 2)])
-        mean = (sums[window:window + count] - sums[:count]) / window
-        variance = (squares[window:window + count] - squares[:count]) / window - mean ** 2
-        sd = np.maximum(np.sqrt(np.maximum(variance, 0.0)), SD_FLOOR)
-        for k, (a, b) in enumerate(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)):
-            segment = (sums[b:b + count] - sums[a:a + count]) / (b - a)
-            out[:, column * SEGMENTS + k] = (segment - mean) / sd * weights[k]
-    out[broken] = np.nan
-    return out
+    subsequences = Subsequences(values, window)
+    return subsequences.shapes(slice(0, subsequences.count))
+
+
+class Subsequences:
+    """The running sums of a series (rows, columns), from which the shape of any of its subsequences of
+    `window` rows costs O(columns * SEGMENTS): `shapes` of a block of start rows equals the same rows of the
+    whole series' shapes bit for bit, so a long request is searched block by block."""
+
+    def __init__(self, values: np.ndarray, window: int):
+        values = np.asarray(values, dtype=np.float64)
+        self.window = window
+        self.count = max(len(values) - window + 1, 0)
+        missing = np.isnan(values)
+        filled = np.where(missing, 0.0, values) if missing.any() else values
+        self.gaps = np.concatenate([[0], np.cumsum(missing.any(axis=1))])
+        zero = np.zeros((1, values.shape[1]))
+        self.sums = np.concatenate([zero, np.cumsum(filled, axis=0)])  # (rows + 1, columns)
+        self.squares = np.concatenate([zero, np.cumsum(filled ** 2, axis=0)])
+        self.edges = np.round(np.linspace(0, window, SEGMENTS + 1)).astype(int).tolist()
+        self.weights = np.sqrt(np.diff(self.edges) / window * SEGMENTS).tolist()
+
+    def shapes(self, starts: slice) -> np.ndarray:
+        """(len(starts), columns * SEGMENTS): the shapes of the subsequences starting at rows `starts` (a slice
+        of range(count), step 1)."""
+        lo, hi = starts.indices(self.count)[:2]
+        window, columns = self.window, self.sums.shape[1]
+        out = np.empty((max(hi - lo, 0), columns * SEGMENTS))
+        for column in range(columns):
+            sums, squares = self.sums[:, column], self.squares[:, column]
+            mean = (sums[lo + window:hi + window] - sums[lo:hi]) / window
+            variance = (squares[lo + window:hi + window] - squares[lo:hi]) / window - mean ** 2
+            sd = np.maximum(np.sqrt(np.maximum(variance, 0.0)), SD_FLOOR)
+            for k, (a, b) in enumerate(zip(self.edges[:-1], self.edges[1:], strict=True)):
+                segment = (sums[lo + b:hi + b] - sums[lo + a:hi + a]) / (b - a)
+                out[:, column * SEGMENTS + k] = (segment - mean) / sd * self.weights[k]
+        out[self.gaps[lo + window:hi + window] > self.gaps[lo:hi]] = np.nan
+        return out
 
 
 def nearest_distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -128,7 +147,10 @@ def nearest_distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
 
     The nearest is found by float32 matrix products over blocks of MATRIX_ROWS rows (|q|^2 - 2 q.r + |r|^2: four
     times the speed of float64 here), then its distance is computed in float64 from the difference itself, so
-    that rounding can only choose between references within about 1e-6 of the same distance."""
+    that rounding can only choose between references whose squared distances lie within about 1e-6 of each other
+    (for a near-copy of a reference, up to a few in a thousand of the distance itself: 0.06 % of the rows of
+    scripts/bench_serve.py's series got another reference than an exact float64 search would choose, none
+    farther than 0.3 %). A float64 search, or a check of such near-ties, costs about 4x (measured, 2026-12-03)."""
     result = np.full(len(queries), np.nan)
     if not len(refs):
         return result
