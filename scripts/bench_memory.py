@@ -25,7 +25,6 @@ import textwrap
 from pathlib import Path
 
 from bench_serve import csv_body, series, train
-
 from lstm_ad.sagemaker.settings import MEMORY_PER_BODY_BYTE
 
 CASES = {  # name: (columns, hyperparameters)

@@ -187,10 +187,39 @@ def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert response.status_code == 413
     assert "1 MB" in response.data.decode() and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in response.data.decode()
-    head, tail = predictor.rows_needed()  # context-length 5 + 12 before; 12 after (window 25 and discord 10)
-    assert (head, tail) == (CONTEXT + 12, 12)
+    head, tail = predictor.rows_needed()  # context-length 5 + a chunk - 1 + 12 before; 12 after (window 25)
+    assert (head, tail) == (CONTEXT + predictor.chunk_length - 1 + 12, 12)
     assert f"overlap by {head + tail} rows, what this model reads around a row" in response.data.decode()
     assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200
+
+
+def test_first_row_custom_attribute_puts_the_requests_chunks_where_the_streams_are(predictor: Predictor,
+                                                                                   client) -> None:
+    """`first-row=N`: the request is rows N.. of a longer stream, so its rows from rows_needed().before on get the
+    stream's own scores (the network reads their chunks from the same rows); without it they differ a little."""
+    stream = sine_series(2600, columns=2, seed=9) * 3 + 1
+    first, (before, after) = 1500, predictor.rows_needed()
+    whole = predictor.score(stream).score
+
+    def scores(attributes: str) -> np.ndarray:
+        response = client.post("/invocations", data=csv_bytes(stream[first:]), headers={
+            "Content-Type": "text/csv", "Accept": "application/json", "X-Amzn-SageMaker-Custom-Attributes": attributes})
+        assert response.status_code == 200, response.data
+        answer = response.get_json()
+        assert "alarm" in answer  # the other attribute of the same header is read too
+        return np.array(answer["log_likelihood"], dtype=float)
+
+    told = scores(f"output=alarm; first-row={first}")
+    np.testing.assert_allclose(told[before:-after], whole[first + before:-after], rtol=1e-9)
+    assert not np.array_equal(scores("output=alarm")[before:-after], whole[first + before:-after])
+
+
+@pytest.mark.parametrize("value", ["-3", "abc", "1e5", "", "10000000000000000"])
+def test_a_bad_first_row_is_400_naming_the_attribute(client, value: str) -> None:
+    response = client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv",
+                           headers={"X-Amzn-SageMaker-Custom-Attributes": f"first-row={value}"})
+    assert response.status_code == 400
+    assert "first-row" in response.data.decode() and "an integer from 0" in response.data.decode()
 
 
 class BrokenPredictor:
@@ -198,7 +227,8 @@ class BrokenPredictor:
 
     columns = 2
 
-    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult:
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False, first_row: int = 0
+              ) -> ScoreResult:
         raise KeyError("internal detail")
 
     def rows_needed(self) -> tuple[int, int]:

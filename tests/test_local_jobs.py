@@ -203,13 +203,14 @@ def test_line_split_with_a_short_last_mini_batch_completes(trained: dict[str, Pa
 
 @pytest.mark.slow
 def test_a_series_split_into_overlapping_files_joins_back_gap_free(trained: dict[str, Path], tmp_path: Path) -> None:
-    """For series above the 100 MB request limit: split (the overlap read from the model: context-length +
-    score-window - 1, the default 25; no discord term on several columns), transform, join."""
-    values = sine_series(900, COLUMNS, seed=10)
+    """For series above the 100 MB request limit: split (the overlap read from the model, its rows_needed:
+    context-length + a chunk of 1,024 rows - 1 + score-window - 1, the default 25; no discord term on several
+    columns), transform, join."""
+    values = sine_series(3000, COLUMNS, seed=10)
     series = write_csv(tmp_path / "series.csv", values)
     cli = [str(BIN / "lstm-ad-local")]
     split = subprocess.run([*cli, "split", "--input", str(series), "--output", str(tmp_path / "parts"),
-                            "--rows-per-part", "300", "--model", str(trained["artifact"])],
+                            "--rows-per-part", "1600", "--model", str(trained["artifact"])],
                            capture_output=True, text=True, timeout=60)
     assert split.returncode == 0 and split.stdout.strip() == f"4 parts in {tmp_path / 'parts'}", split.stderr
     run_transform_job(trained["artifact"], tmp_path / "parts", tmp_path / "out", TransformSettings())
@@ -310,20 +311,21 @@ def test_demo_report_ranks_each_anomaly_and_says_which_rows_score_lower(tmp_path
 
 
 def test_join_takes_each_row_from_the_part_whose_score_window_around_it_is_whole(tmp_path: Path) -> None:
-    """context-length 5, score-window 5 (2 rows before, 2 after): parts overlap by 9 rows."""
+    """context-length 5 (chunks of 1,024 rows), score-window 5 (2 rows before, 2 after): a row needs the 5 + 1,023
+    + 2 rows before it and 2 after, so parts overlap by 1,032 rows."""
     series = tmp_path / "series.csv"
-    series.write_text("".join(f"{row}\n" for row in range(100)))
+    series.write_text("".join(f"{row}\n" for row in range(6000)))
     head, tail = margins(5, 5)
-    assert (head, tail) == (7, 2)
-    parts = split_series(series, tmp_path / "parts", 40, head + tail)
-    assert [p.read_text().split()[0] for p in parts] == ["0", "31", "62"]  # each starts 9 rows back
+    assert (head, tail) == (1030, 2)
+    parts = split_series(series, tmp_path / "parts", 2500, head + tail)
+    assert [p.read_text().split()[0] for p in parts] == ["0", "1468", "2936", "4404"]  # each starts 1,032 rows back
     (tmp_path / "out").mkdir()
     for number, part in enumerate(parts, start=1):  # a stand-in answer: which part scored the row, and the row
         answer = "".join(f"{number},{row}\n" for row in part.read_text().split())
         (tmp_path / "out" / f"{part.name}.out").write_text(answer)
     joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", head, tail)
     lines = [line.split(",") for line in joined.read_text().splitlines()]
-    assert [int(row) for _, row in lines] == list(range(100))
-    # Part 1 up to 2 rows before its end (row 39); part 2 from 5 + 2 rows after its start (31) to 2 before its end
-    # (70); part 3 from row 62 + 7 to the end.
-    assert [int(part) for part, _ in lines] == [1] * 38 + [2] * 31 + [3] * 31
+    assert [int(row) for _, row in lines] == list(range(6000))
+    # Part 1 up to 2 rows before its end (row 2497); part 2 from 1,030 rows after its start (1468 + 1030) to 2
+    # before its end (3965); part 3 from 2936 + 1030 to 5433; part 4 from 4404 + 1030 to the end.
+    assert [int(part) for part, _ in lines] == [1] * 2498 + [2] * 1468 + [3] * 1468 + [4] * 566

@@ -8,9 +8,9 @@ from lstm_ad.forecast import forecast_errors
 from lstm_ad.model import LSTMForecaster, NetworkConfig
 
 
-def make_network(columns=2, horizon=3, seed=0) -> LSTMForecaster:
+def make_network(columns=2, horizon=3, seed=0, hidden_size=6) -> LSTMForecaster:
     torch.manual_seed(seed)
-    return LSTMForecaster(NetworkConfig(columns, horizon, hidden_size=6, num_layers=2, dropout=0.0)).eval()
+    return LSTMForecaster(NetworkConfig(columns, horizon, hidden_size=hidden_size, num_layers=2, dropout=0.0)).eval()
 
 
 def prediction_from(network, rows: np.ndarray, horizon: int) -> np.ndarray:
@@ -20,14 +20,15 @@ def prediction_from(network, rows: np.ndarray, horizon: int) -> np.ndarray:
     return out[0, -1, horizon - 1].numpy()
 
 
-def slow_errors(network, series, context, chunk_length):
-    """By the definition: row t of chunk [first, end) is predicted from a zero state at first - context."""
+def slow_errors(network, series, context, chunk_length, first_row=0):
+    """By the definition: row t of chunk [first, end) is predicted from a zero state at first - context; chunks
+    start at multiples of chunk_length in the stream's numbering, where the series starts at row first_row."""
     horizon = network.config.prediction_length
     rows, columns = series.shape
     errors = np.full((rows, horizon * columns), np.nan)
     one_step = np.full((rows, columns), np.nan)
     for t in range(context, rows):
-        first = max(t // chunk_length * chunk_length, context)
+        first = max((t + first_row) // chunk_length * chunk_length - first_row, context)
         start = first - context
         vector = []
         for h in range(1, horizon + 1):  # origin t - h has read rows start .. t - h
@@ -39,12 +40,13 @@ def slow_errors(network, series, context, chunk_length):
     return errors, one_step
 
 
-@pytest.mark.parametrize(("rows", "context", "chunk_length"), [(40, 5, 1000), (53, 6, 8), (30, 4, 4), (9, 4, 16)])
-def test_error_vectors_match_the_definition(rows, context, chunk_length):
+@pytest.mark.parametrize(("rows", "context", "chunk_length", "first_row"), [
+    (40, 5, 1000, 0), (53, 6, 8, 0), (30, 4, 4, 0), (9, 4, 16, 0), (53, 6, 8, 3), (47, 5, 16, 37)])
+def test_error_vectors_match_the_definition(rows, context, chunk_length, first_row):
     network = make_network()
     series = np.random.default_rng(0).standard_normal((rows, 2))
-    result = forecast_errors(network, series, context, chunk_length)
-    expected_errors, expected_one_step = slow_errors(network, series, context, chunk_length)
+    result = forecast_errors(network, series, context, chunk_length, first_row=first_row)
+    expected_errors, expected_one_step = slow_errors(network, series, context, chunk_length, first_row)
     assert result.errors.shape == (rows, 3 * 2)
     assert np.isnan(result.errors[:context]).all() and np.isnan(result.one_step[:context]).all()
     assert result.first_scored_row == min(context, rows)
@@ -62,6 +64,22 @@ def test_chunked_equals_independent_requests_per_chunk():
         end = min(first + 64, 500)
         alone = forecast_errors(network, series[first - context: end], context, 10_000).errors
         np.testing.assert_allclose(chunked[first:end], alone[context:], atol=1e-5)
+
+
+def test_a_stream_request_told_its_first_row_gives_one_long_requests_numbers_bit_for_bit():
+    """A live stream's request holds a row and the context + chunk_length - 1 rows before it, and says where it
+    starts: the network reads the row's chunk from the same rows as in one long request, so the very same
+    float32 numbers come out (on CPU), whether the request spans one chunk or two (the whole series: 30)."""
+    network = make_network(columns=1, hidden_size=32)
+    series = np.random.default_rng(4).standard_normal((3000, 1))
+    context, length = 16, 100
+    whole = forecast_errors(network, series, context, length)
+    before = context + length - 1
+    for t, size in [(before, 1), (1234, 1), (1299, 1), (1300, 1), (2000, 37), (2950, 50), (1111, 100)]:
+        first = t - before
+        part = forecast_errors(network, series[first:t + size], context, length, first_row=first)
+        np.testing.assert_array_equal(part.errors[before:], whole.errors[t:t + size])
+        np.testing.assert_array_equal(part.one_step[before:], whole.one_step[t:t + size])
 
 
 def test_unchunked_is_one_stream_from_the_start():

@@ -4,11 +4,16 @@ For row t, the l predictions made for it at origins t-1, ..., t-l give the error
 vector e_t = x_t - x̂_t in R^(l·d). The first `context_length` rows of a request are
 warm-up and get no error vector.
 
-Long series are cut into chunks at fixed multiples of `chunk_length` from the
-request start. Each chunk is read from a zero state starting `context_length` rows
+Long series are cut into chunks at fixed multiples of `chunk_length` in the stream's
+row numbering: from the request start, or, when the caller says which row of a longer
+stream the request starts at (`first_row`, a live stream's requests), from the
+stream's start. Each chunk is read from a zero state starting `context_length` rows
 before its first scored row, and chunks are evaluated together as one batch (in
-groups, so memory stays bounded). The result depends only on the request, never on
-how the caller split the work, and calibration uses this very function.
+groups, so memory stays bounded). So a row's error vector depends only on the rows
+from its chunk's warm-up on: a stream request that holds them gives the numbers of
+one long request (bit for bit on CPU, measured: tests/test_scoring.py; the batch
+size could change a GPU kernel's rounding), never depending on how the caller split
+the work, and calibration uses this very function.
 
 Missing values (NaN) are read as the network's own one-step prediction: one sequential
 pass over the request from a zero state at its first row (`fill_gaps`) replaces each missing
@@ -133,8 +138,11 @@ def forecast_errors(
     context_length: int,
     chunk_length: int,
     steps_per_batch: int = DEFAULT_STEPS_PER_BATCH,
+    first_row: int = 0,
 ) -> ForecastErrors:
-    """Error vectors and one-step predictions for every row of `scaled` (rows, columns)."""
+    """Error vectors and one-step predictions for every row of `scaled` (rows, columns); `first_row`: the
+    number of its first row in the stream it is part of (chunk boundaries fall on multiples of
+    `chunk_length` there)."""
     rows, columns = scaled.shape
     horizon = network.config.prediction_length
     c, length = context_length, chunk_length
@@ -145,8 +153,9 @@ def forecast_errors(
     observed = scaled  # the targets: NaN where missing
     scaled = fill_gaps(network, scaled)  # the inputs
 
-    # Chunk k scores rows [max(k*L, c), min((k+1)*L, rows)), reading from c rows before its first.
-    starts = np.arange(c // length, -(-rows // length)) * length
+    # Chunk k scores rows [max(k*L - shift, c), min((k+1)*L - shift, rows)), reading from c rows before its first.
+    shift = first_row % length
+    starts = np.arange((c + shift) // length, -(-(rows + shift) // length)) * length - shift
     firsts, ends = np.maximum(starts, c), np.minimum(starts + length, rows)
     span = c + length - 1  # input steps of a full chunk: warm-up plus all origins
 

@@ -35,7 +35,7 @@ from .errors import ArtifactError, UserError
 from .forecast import ForecastErrors, forecast_errors
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, network_config
-from .scoring.error_model import CENTRES_FILE, DISCORD_FILE, ErrorModel
+from .scoring.error_model import CENTRES_FILE, DISCORD_FILE, ErrorModel, rows_needed
 from .tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
@@ -83,12 +83,12 @@ class Predictor:
         return self.hyperparameters.context_length
 
     def rows_needed(self) -> tuple[int, int]:
-        """(before, after): the rows a request must hold before and after a row for the row to be scored as
-        in one long request (a live stream's overlap is `before` rows; split files overlap by the sum): the
-        warm-up of context-length rows before the rows its score reads (ErrorModel.rows_around). Scores
-        agree up to the network's sensitivity to where it starts reading (docs/serving-and-batch.md)."""
-        before, after = self.error_model.rows_around()
-        return self.context_length + before, after
+        """(before, after): the rows a request must hold before and after a row for the row to be scored as in
+        one long request (error_model.rows_needed; a live stream's overlap is `before` rows, split files overlap
+        by the sum). With the request's `first_row` given (a live stream's requests) its scores are then those
+        of one long request (the network's numbers bit for bit, on CPU); without it (split files), up to the
+        network's sensitivity to where it starts reading (docs/serving-and-batch.md)."""
+        return rows_needed(self.context_length, self.chunk_length, *self.error_model.windows())
 
     def rows_needed_text(self) -> str:
         """rows_needed() for a client: what a live stream and split files must send (the logs of train, serve)."""
@@ -97,7 +97,8 @@ class Predictor:
                        f"{self.hyperparameters.score_window_position}; `trailing` makes every score final)")
         return (f"A row is scored as in one long request when its request holds the {before} rows before it"
                 f"{f' and the {after} after it' if after else ''}: a live stream sends each new row with the "
-                f"{before} rows before it{provisional if after else ''}; split files overlap by {before + after} rows "
+                f"{before} rows before it and CustomAttributes first-row=<the number of the request's first row "
+                f"in the stream>{provisional if after else ''}; split files overlap by {before + after} rows "
                 "(model.json: rows_needed).")
 
     def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
@@ -110,8 +111,10 @@ class Predictor:
         (1e308, say) stays a finite, extreme input, so its row scores as a clear anomaly."""
         return clipped(self.scaler.transform(values))
 
-    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult:
-        """Score a raw series (rows, columns) as one request; `alarm` and `attribution` add those outputs.
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False, first_row: int = 0
+              ) -> ScoreResult:
+        """Score a raw series (rows, columns) as one request; `alarm` and `attribution` add those outputs;
+        `first_row`: the number of its first row in the stream it is part of (0: the request is the series).
 
         A request of at most context-length rows is all warm-up: every row gets NaN (empty fields),
         so that batch transform's mini-batches always get one output row per input row.
@@ -133,7 +136,8 @@ class Predictor:
         else:
             standardised = self.standardise(values)
             self.network.eval()
-            result = forecast_errors(self.network, standardised, self.context_length, self.chunk_length)
+            result = forecast_errors(self.network, standardised, self.context_length, self.chunk_length,
+                                     first_row=first_row)
             scored = result.first_scored_row
             score[scored:] = self.error_model.score(result.errors[scored:], standardised)
             if shares is not None:

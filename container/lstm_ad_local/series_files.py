@@ -7,20 +7,22 @@ of each part only the rows that the part scores as one long request would, so th
 exactly one line per row of the series and warm-up rows only at its start.
 
 What a model needs is `margins(...)` = (head, tail): a row is scored as in one long request when its part holds
-`head` rows before it (context-length rows of warm-up, then the rows its score window and discord subsequence
-read before it: lstm_ad/scoring/error_model.py, rows_read) and `tail` rows after it (those they read after
-it); parts overlap by head + tail. So a later part's first `head` rows and every part's last `tail` rows but the
-last part's are left to the neighbouring part. `Predictor.rows_needed()` gives the pair of a trained model. The
-rows kept near a part's start are scored after a warm-up, as every chunk of a long request is
-(lstm_ad/forecast.py), but on a different chunk grid: their scores agree with those of a single request up to
-the network's sensitivity to its initial state, not bit for bit.
+`head` rows before it (the warm-up and chunk of the network's reading, then the rows its score window and
+discord subsequence read before it: lstm_ad/scoring/error_model.py, rows_needed) and `tail` rows after it
+(those they read after it); parts overlap by head + tail. So a later part's first `head` rows and every part's
+last `tail` rows but the last part's are left to the neighbouring part. `Predictor.rows_needed()` gives the pair
+of a trained model. A file cannot say where it starts in the series (a live stream's request can: CustomAttributes
+first-row), so the rows kept near a part's start are read on a different chunk grid than in one long request
+(lstm_ad/forecast.py): their scores agree with a single request's up to the network's sensitivity to where
+it starts reading, not bit for bit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_ad.scoring.error_model import rows_read
+from lstm_ad.forecast import default_chunk_length
+from lstm_ad.scoring.error_model import rows_needed
 from lstm_ad.scoring.window import CENTRED
 
 from .errors import LocalJobError
@@ -30,9 +32,9 @@ PART_NAME = "part-{:05d}.csv"
 
 def margins(context_length: int, score_window: int, discord_window: int = 0, position: str = CENTRED
             ) -> tuple[int, int]:
-    """(head, tail): the rows a part must hold before and after a row for it to score as in one request."""
-    before, after = rows_read(score_window, position, discord_window)
-    return context_length + before, after
+    """(head, tail): the rows a part must hold before and after a row for it to score as in one request, for a
+    model of these hyperparameters (its chunk length derived from context-length, as training does)."""
+    return rows_needed(context_length, default_chunk_length(context_length), score_window, position, discord_window)
 
 
 def split_series(series: Path, output_dir: Path, rows_per_part: int, overlap: int) -> list[Path]:

@@ -26,7 +26,8 @@ from werkzeug.http import parse_options_header
 
 from ..errors import DataError, UserError, excerpt
 from ..predictor import ScoreResult
-from .outputs import ALARM, ATTRIBUTION, CUSTOM_ATTRIBUTES, OPTIONS, custom_attribute, parse_outputs
+from .custom_attributes import CUSTOM_ATTRIBUTES, custom_attribute, first_row
+from .outputs import ALARM, ATTRIBUTION, OPTIONS, parse_outputs
 from .payloads import CSV, DECODERS, ENCODERS, JSON
 from .process import torch_threads_per_calling_thread
 from .settings import ServeSettings
@@ -45,7 +46,8 @@ class Scorer(Protocol):
     @property
     def columns(self) -> int: ...
 
-    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False) -> ScoreResult: ...
+    def score(self, values: np.ndarray, alarm: bool = False, attribution: bool = False, first_row: int = 0
+              ) -> ScoreResult: ...
 
     def rows_needed(self) -> tuple[int, int]: ...
 
@@ -83,7 +85,8 @@ def _add_routes(app: Flask, predictor: Scorer, settings: ServeSettings) -> None:
         body = _read_body(settings.max_payload_bytes, settings.body_read_timeout_s)
         values, body_outputs = DECODERS[content_type](body, predictor.columns)
         outputs = _outputs(body_outputs, accept_outputs, settings.outputs or frozenset())
-        result = predictor.score(values, alarm=ALARM in outputs, attribution=ATTRIBUTION in outputs)
+        result = predictor.score(values, alarm=ALARM in outputs, attribution=ATTRIBUTION in outputs,
+                                 first_row=first_row(request.headers.get(CUSTOM_ATTRIBUTES, "")))
         answer = ENCODERS[accept](result)
         logger.info("Scored %d rows x %d columns in %.3f s (%d bytes in, %d out).", values.shape[0],
                     values.shape[1], time.perf_counter() - started, len(body), len(answer))
@@ -183,7 +186,7 @@ def _outputs(from_body: frozenset[str] | None, from_accept: str | None, default:
         return from_body
     if from_accept is not None:
         return parse_outputs(from_accept, "Accept header, output parameter")
-    attributes = custom_attribute(request.headers.get(CUSTOM_ATTRIBUTES, ""))
+    attributes = custom_attribute(request.headers.get(CUSTOM_ATTRIBUTES, ""), "output")
     if attributes is not None:
         return parse_outputs(attributes, f"{CUSTOM_ATTRIBUTES}, output")
     return default

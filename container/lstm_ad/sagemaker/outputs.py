@@ -10,7 +10,7 @@ after those columns, always in this order whatever order they were asked in:
 Who asks (the first one present wins):
   1. a JSON request body's "output" field: `{"values": [...], "output": ["alarm"]}` (or "alarm,attribution")
   2. an `output` parameter of the Accept header: `text/csv; output="alarm,attribution"` (`+` also separates)
-  3. SageMaker's CustomAttributes (header X-Amzn-SageMaker-Custom-Attributes): `output=alarm+attribution`
+  3. SageMaker's CustomAttributes (custom_attributes.py): `output=alarm+attribution`
   4. the environment variable LSTM_AD_OUTPUT of the model or transformer (`env=` in the SDK)
   5. the model's own default, the training hyperparameter `default-output`: the one way that reaches
      batch transform of a Marketplace subscription (SDK v2's AlgorithmEstimator.transformer() drops
@@ -27,7 +27,6 @@ from ..errors import UserError, excerpt
 ALARM, ATTRIBUTION = "alarm", "attribution"
 OPTIONS = (ALARM, ATTRIBUTION)  # the order of the extra columns
 ENV_VARIABLE = "LSTM_AD_OUTPUT"
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 _SEPARATORS = re.compile(r"[\s,+;]+")
 
 
@@ -54,12 +53,3 @@ def serving_outputs(environment: frozenset[str] | None, model_default: str) -> t
     if environment is not None:
         return environment, ENV_VARIABLE
     return parse_outputs(model_default, "the model's default-output"), "the model's default-output"
-
-
-def custom_attribute(header: str) -> str | None:
-    """The `output=` value of a CustomAttributes string (`key=value` pairs separated by `;` or `&`)."""
-    for pair in re.split(r"[;&]", header):
-        key, _, value = pair.partition("=")
-        if key.strip().lower() == "output":
-            return value.strip()
-    return None

@@ -71,9 +71,13 @@ class ErrorModel:
     def rows_around(self) -> tuple[int, int]:
         """(before, after): the rows of its request a row's score reads before and after it, beyond the rows
         of its own error vector (the score window's, the discord subsequence's; 0 and 0 for rows alone)."""
+        return rows_read(*self.windows())
+
+    def windows(self) -> tuple[int, str, int]:
+        """(score window, its position, discord window): rows_read's arguments (1 and 0 when absent)."""
         window = self.window.window if self.window is not None else 1
         position = self.window.position if self.window is not None else CENTRED
-        return rows_read(window, position, self.discord.window if self.discord is not None else 0)
+        return window, position, self.discord.window if self.discord is not None else 0
 
     @property
     def dimension(self) -> int:
@@ -275,6 +279,17 @@ def _load_discord(folder: Path, entry: dict[str, Any] | None, columns: Any) -> D
         raise ArtifactError(f"{folder / DISCORD_FILE}: references of shape {refs.shape} (expected {expected}, "
                             "all finite): the model is damaged; use the artifact training wrote, or retrain.")
     return Discord(int(entry["window"]), str(entry["position"]), refs, Scale.from_json(entry["scale"]))
+
+
+def rows_needed(context_length: int, chunk_length: int, score_window: int, position: str, discord_window: int
+                ) -> tuple[int, int]:
+    """(before, after): the rows a request must hold before and after a row for the row to be scored as in one
+    long request. Its score reads the error vectors of the rows of its score window, each computed in a chunk
+    of `chunk_length` rows that the network reads from `context_length` rows before the chunk (forecast.py: up
+    to context_length + chunk_length - 1 rows before the row), and the values of its discord subsequence."""
+    window_before = rows_read(score_window, position, 0)[0]
+    before, after = rows_read(score_window, position, discord_window)
+    return max(context_length + chunk_length - 1 + window_before, before), after
 
 
 def rows_read(score_window: int, position: str, discord_window: int) -> tuple[int, int]:
