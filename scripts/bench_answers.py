@@ -20,7 +20,9 @@
 - Per alarm-fraction (the rule of lstm_ad/scoring/threshold.py on each model's calibration scores), a last
   table: the false-alarm rate on new normal rows (UCR: median over the series of the share of test rows
   more than 100 rows from the anomaly that alarm; smd-dev: the share of its label-0 test rows), beside the
-  UCR series whose anomaly an alarm found.
+  UCR series whose anomaly an alarm found; for smd-dev also where in the test the false alarms fall (per tenth)
+  and quantiles of the calibration rows' scores beside those of the label-0 test rows (drift shows as a shift),
+  and the false-alarm rate and recall with the threshold rule moved further down (threshold.py's `shift`).
 
     .venv/bin/python scripts/bench_answers.py [--series 0 1 ...] [--no-smd] [--no-ucr]
 """
@@ -132,7 +134,21 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
     sweep = {}
     for fraction in FRACTIONS:
         flags = (score < alarm_threshold(calibration, fraction)).astype(float)
-        sweep[str(fraction)] = {**prf(flags, labels), "false_alarm_rate": round(float(flags[labels == 0].mean()), 6)}
+        sweep[str(fraction)] = {**prf(flags, labels), "false_alarm_rate": round(float(flags[labels == 0].mean()), 6),
+                                "false_alarms_per_tenth_of_test": np.bincount(
+                                    np.flatnonzero(flags * (labels == 0)) * 10 // len(labels), minlength=10).tolist()}
+    # What it would take to meet alarm-fraction on these normal rows: the rule moved further down (its shift),
+    # and what recall that costs.
+    shifts = {}
+    for fraction in (0.001, 0.01):
+        for shift in (0.5, 1.0, 2.0, 3.0):
+            flags = score < alarm_threshold(calibration, fraction, shift)
+            shifts[f"{fraction} shift {shift}"] = {"false_alarm_rate": round(float(flags[labels == 0].mean()), 6),
+                                                   "recall": round(float(flags[labels == 1].mean()), 4)}
+    # Whether new normal rows score like the calibration rows the threshold is read from (drift shows as a shift).
+    quantiles = {str(q): {"calibration": round(float(np.nanquantile(calibration, q)), 1),
+                          "test_label_0": round(float(np.nanquantile(score[labels == 0], q)), 1)}
+                 for q in (0.5, 0.1, 0.01)}
     # Attribution check: the shares sum to 2 (best - L) on every scored row, L the row's log-likelihood under the
     # one Gaussian N(μ, Σ) (the paper's; the score itself is the error centres' and the score window's).
     own = g.log_likelihood(errors)
@@ -158,6 +174,8 @@ def run_smd(hyperparameters: dict[str, str], work: Path, threads: int, gaps: flo
         "alarm_stored": prf(alarm, labels),
         "best_f1_on_labels": round(best_f1(anomaly, labels), 4),
         "alarm_fraction_sweep": sweep,
+        "score_quantiles": quantiles,
+        "threshold_shift_sweep": shifts,
         "hitrate": {
             "attribution@100": round(hit_rate(attribution, segments, 100), 4),
             "attribution@150": round(hit_rate(attribution, segments, 150), 4),

@@ -7,7 +7,7 @@ kernel's peak resident set (VmHWM, reset just before the request through /proc/s
 the peak over the process's resident set before the request, per byte of body, for the model's default output
 and for the largest answer (alarm and attribution columns). Linux only.
 
-    .venv/bin/python scripts/bench_memory.py [--body-mb 10]
+    .venv/bin/python scripts/bench_memory.py [--body-mb 10] [--case "1 column" ...]
 
 Cases: 1 column (the discord term on: the series has a period), the same with `discord-refs` 0, 2 columns,
 38 columns (the discord term off: `discord-window` 0 on several columns), 38 columns with `discord-window` 50.
@@ -67,12 +67,15 @@ def measure(model: Path, body_file: Path, outputs: str) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--body-mb", type=float, default=10.0, help="size of each request's CSV body")
+    parser.add_argument("--case", action="append", choices=list(CASES), help="only these cases (repeatable)")
     args = parser.parse_args()
     if not Path("/proc/self/clear_refs").exists():
         sys.exit("bench_memory.py reads the peak resident set from /proc: run it on Linux")
     report = {"machine": f"{os.cpu_count()} CPUs", "MEMORY_PER_BODY_BYTE": MEMORY_PER_BODY_BYTE, "cases": {}}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         for name, (columns, hyperparameters) in CASES.items():
+            if args.case and name not in args.case:
+                continue
             base = Path(folder) / name.replace(" ", "_").replace(",", "")
             train(base, {"epochs": "1", **hyperparameters}, columns, 12_000)
             row_bytes = len(csv_body(series(100, columns, seed=2))) / 100
