@@ -76,6 +76,23 @@ def test_nearest_distances_match_scipy() -> None:
     assert np.isnan(found[5])
 
 
+def test_lag_products_of_a_part_shorter_than_the_longest_lag_are_the_plain_sums() -> None:
+    """Against the definition, on parts of 800 and 3 rows with lags up to 2,000: lags a part does not reach add
+    nothing (the FFT's circular autocorrelation there would read negative lags)."""
+    parts = [series(800, period=37, seed=9), series(3, seed=10)]
+    parts[0][100, 0] = np.nan
+    found = lag_products(parts, 2000)
+    expected = np.zeros((2, 2001))
+    for part in parts:
+        x = part[:, 0]
+        for lag in range(min(len(x), 2001)):
+            pairs = np.isfinite(x[:len(x) - lag]) & np.isfinite(x[lag:])
+            expected[0, lag] += np.sum((x[:len(x) - lag] * x[lag:])[pairs])
+            expected[1, lag] += pairs.sum()
+    np.testing.assert_allclose(found, expected, atol=1e-8)
+    assert dominant_period(found) == 37
+
+
 def test_dominant_period_is_the_sine_period_and_none_without_one() -> None:
     for period in (9, 37, 150):
         assert dominant_period(lag_products([series(6000, period)], 2000)) == period

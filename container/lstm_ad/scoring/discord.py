@@ -171,16 +171,20 @@ def nearest_distances(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
 
 def lag_products(parts: list[np.ndarray], max_lag: int) -> np.ndarray:
     """(2, max_lag + 1): per lag, the sum of x_t * x_(t+lag) over every part's first column (standardised; a gap
-    adds nothing) and how many pairs of present values there are. Sums over parts and ranks add up."""
+    adds nothing) and how many pairs of present values there are. Sums over parts and ranks add up.
+
+    From the FFT of the part zero-padded to at least twice its length: its circular autocorrelation equals the
+    plain one at lags below the part's length; beyond, it would read negative lags (wrapped round), so a part
+    adds to lags shorter than itself only (a part of 800 rows once gave a "period" of 802)."""
     sums = np.zeros((2, max_lag + 1))
     for part in parts:
         x = part[:, 0]
         present = np.isfinite(x)
+        lags = min(max_lag + 1, len(x))
         for row, series in enumerate((np.where(present, x, 0.0), present.astype(np.float64))):
             size = 1 << int(np.ceil(np.log2(max(2 * len(series), 2))))
             spectrum = np.fft.rfft(series, size)
-            products = np.fft.irfft(spectrum * np.conj(spectrum), size)[:max_lag + 1]
-            sums[row, :len(products)] += products
+            sums[row, :lags] += np.fft.irfft(spectrum * np.conj(spectrum), size)[:lags]
     return sums
 
 
