@@ -187,9 +187,12 @@ def test_payload_above_the_limit_is_413(predictor: Predictor) -> None:
     response = client.post("/invocations", data=body, content_type="text/csv")
     assert response.status_code == 413
     assert "1 MB" in response.data.decode() and "SAGEMAKER_MAX_PAYLOAD_IN_MB" in response.data.decode()
-    head, tail = predictor.rows_needed()  # context-length 5 + a chunk - 1 + 12 before; 12 after (window 25)
-    assert (head, tail) == (CONTEXT + predictor.chunk_length - 1 + 12, 12)
-    assert f"overlap by {head + tail} rows, what this model reads around a row" in response.data.decode()
+    before, after = predictor.rows_needed()  # a stream: context-length 5 + a chunk - 1 + 12 before; 12 after
+    assert (before, after) == (CONTEXT + predictor.chunk_length - 1 + 12, 12)
+    head, tail = predictor.split_margins()  # files: a chunk + 12 before, 12 after, rounded up to whole chunks
+    assert (head, tail) == (2 * predictor.chunk_length - 12, 12)
+    assert (f"files that start on multiples of {predictor.chunk_length} rows and overlap by {head + tail} rows, what "
+            "this model reads around a row") in response.data.decode()
     assert client.post("/invocations", data=csv_bytes(SERIES), content_type="text/csv").status_code == 200
 
 
@@ -231,8 +234,13 @@ class BrokenPredictor:
               ) -> ScoreResult:
         raise KeyError("internal detail")
 
+    chunk_length = 1024
+
     def rows_needed(self) -> tuple[int, int]:
         return CONTEXT, 0
+
+    def split_margins(self) -> tuple[int, int]:
+        return 1024, 0
 
 
 def test_our_bug_is_a_short_500_with_the_traceback_only_in_the_log(caplog: pytest.LogCaptureFixture) -> None:

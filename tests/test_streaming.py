@@ -139,7 +139,8 @@ def test_the_overlap_is_told_in_model_json_and_the_serve_log(case: str, request:
     meta = json.loads((server.base / "model" / "model.json").read_text())
     assert meta["rows_needed"] == {"before": before, "after": after} and after == 0
     told = (f"a live stream sends each new row with the {before} rows before it and CustomAttributes first-row=<the "
-            f"number of the request's first row in the stream>; split files overlap by {before} rows")
+            f"number of the request's first row in the stream> (model.json: rows_needed); split files start on "
+            f"multiples of {predictor.chunk_length} rows and overlap by {sum(predictor.split_margins())} rows")
     assert told in server.log_path.read_text()
 
 

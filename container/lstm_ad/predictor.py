@@ -35,7 +35,7 @@ from .errors import ArtifactError, UserError
 from .forecast import ForecastErrors, forecast_errors
 from .hyperparameters import Hyperparameters
 from .model import LSTMForecaster, network_config
-from .scoring.error_model import CENTRES_FILE, DISCORD_FILE, ErrorModel, rows_needed
+from .scoring.error_model import CENTRES_FILE, DISCORD_FILE, ErrorModel, rows_needed, split_margins
 from .tensor_files import load_tensors, save_tensors
 
 logger = logging.getLogger(__name__)
@@ -84,11 +84,16 @@ class Predictor:
 
     def rows_needed(self) -> tuple[int, int]:
         """(before, after): the rows a request must hold before and after a row for the row to be scored as in
-        one long request (error_model.rows_needed; a live stream's overlap is `before` rows, split files overlap
-        by the sum). With the request's `first_row` given (a live stream's requests) its scores are then those
-        of one long request (the network's numbers bit for bit, on CPU); without it (split files), up to the
-        network's sensitivity to where it starts reading (docs/serving-and-batch.md)."""
+        one long request (error_model.rows_needed; a live stream's overlap is `before` rows). With the request's
+        `first_row` given (a live stream's requests) its scores are then those of one long request (the
+        network's numbers bit for bit, on CPU); without it, up to the network's sensitivity to where it starts
+        reading (docs/serving-and-batch.md). Split files, which cannot say where they start: split_margins."""
         return rows_needed(self.context_length, self.chunk_length, *self.error_model.windows())
+
+    def split_margins(self) -> tuple[int, int]:
+        """(head, tail) of split files (error_model.split_margins): each starts on a multiple of chunk_length
+        rows, and they overlap by head + tail rows."""
+        return split_margins(self.chunk_length, *self.error_model.windows())
 
     def rows_needed_text(self) -> str:
         """rows_needed() for a client: what a live stream and split files must send (the logs of train, serve)."""
@@ -98,8 +103,9 @@ class Predictor:
         return (f"A row is scored as in one long request when its request holds the {before} rows before it"
                 f"{f' and the {after} after it' if after else ''}: a live stream sends each new row with the "
                 f"{before} rows before it and CustomAttributes first-row=<the number of the request's first row "
-                f"in the stream>{provisional if after else ''}; split files overlap by {before + after} rows "
-                "(model.json: rows_needed).")
+                f"in the stream>{provisional if after else ''} (model.json: rows_needed); split files start on "
+                f"multiples of {self.chunk_length} rows and overlap by {sum(self.split_margins())} rows "
+                "(lstm-ad-local split).")
 
     def forecast_errors(self, values: np.ndarray) -> ForecastErrors:
         """Standardised error vectors and one-step predictions of a raw series."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lstm_ad.forecast import default_chunk_length
 from lstm_ad.hyperparameters import SPECS
 from lstm_ad.sagemaker.metrics import METRICS
 from lstm_ad.sagemaker.paths import TRAINING_CHANNEL, VALIDATION_CHANNEL, Paths, write_training_config
@@ -176,11 +177,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-data", help="write generated demo data (train/, test/, labels)")
     demo.add_argument("--output", required=True, type=Path)
     demo.add_argument("--seed", type=int, default=0)
-    split = commands.add_parser("split", help="split a long series into files that overlap by what the model reads "
-                                "around a row (its log and model.json say; or give --model)")
+    split = commands.add_parser("split", help="split a long series into files that start where the network's chunks "
+                                "do and overlap by what the model reads around a row (its log says; or give --model)")
     split.add_argument("--input", required=True, type=Path, help="the CSV series")
     split.add_argument("--output", required=True, type=Path, help="folder for part-00001.csv, ...")
-    split.add_argument("--rows-per-part", required=True, type=int)
+    split.add_argument("--rows-per-part", required=True, type=int,
+                       help="at most this many rows a part (rounded down to whole chunks of the network's)")
     _model_arguments(split)
     join = commands.add_parser("join", help="join the parts' .out files into one answer for the whole series")
     join.add_argument("--outputs", required=True, type=Path, help="folder with part-*.csv.out")
@@ -205,22 +207,25 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="without --model: the model's score-window-position (default centred)")
 
 
-def _margins(args: argparse.Namespace) -> tuple[int, int]:
-    """(head, tail) of series_files.margins, from --model or the hyperparameters given."""
+def _margins(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(head, tail, chunk length) of split files (series_files.margins), from --model or the hyperparameters."""
     if args.model is not None:
         from lstm_ad.predictor import Predictor
 
         from .archive import safe_extract
 
         if args.model.is_dir():
-            return Predictor.load(args.model).rows_needed()
-        with tempfile.TemporaryDirectory(prefix="lstm-ad-model-") as folder:
-            safe_extract(args.model, Path(folder))
-            return Predictor.load(Path(folder)).rows_needed()
+            predictor = Predictor.load(args.model)
+        else:
+            with tempfile.TemporaryDirectory(prefix="lstm-ad-model-") as folder:
+                safe_extract(args.model, Path(folder))
+                predictor = Predictor.load(Path(folder))
+        return (*predictor.split_margins(), predictor.chunk_length)
     if args.context_length is None:
         raise LocalJobError("Give --model (the model.tar.gz or its folder) or --context-length (with --score-window, "
                             "--discord-window and --score-window-position as the model was trained).")
-    return margins(args.context_length, args.score_window, args.discord_window, args.score_window_position)
+    head, tail = margins(args.context_length, args.score_window, args.discord_window, args.score_window_position)
+    return head, tail, default_chunk_length(args.context_length)
 
 
 def _run_command(args: argparse.Namespace) -> None:
@@ -243,14 +248,15 @@ def _run_command(args: argparse.Namespace) -> None:
         outputs = run_transform_job(args.model, args.input, args.output, settings, args.job_dir).outputs
         print("Output: " + ", ".join(str(p) for p in outputs))
     elif args.command == "split":
-        head, tail = _margins(args)
-        parts = split_series(args.input, args.output, args.rows_per_part, head + tail)
+        head, tail, chunk_length = _margins(args)
+        parts = split_series(args.input, args.output, args.rows_per_part, head + tail, chunk_length)
         print(f"{len(parts)} parts in {args.output}")
     elif args.command == "join":
         outputs = sorted(args.outputs.glob("part-*.csv.out"))
         if not outputs:
             raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
-        joined = join_outputs(outputs, args.output, *_margins(args))
+        head, tail, _ = _margins(args)
+        joined = join_outputs(outputs, args.output, head, tail)
         print(f"Joined {len(outputs)} parts into {joined}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())

@@ -6,15 +6,16 @@ before (`split_series`); every part is transformed as a file of its own, and `jo
 of each part only the rows that the part scores as one long request would, so the joined `.out` has
 exactly one line per row of the series and warm-up rows only at its start.
 
-What a model needs is `margins(...)` = (head, tail): a row is scored as in one long request when its part holds
-`head` rows before it (the warm-up and chunk of the network's reading, then the rows its score window and
-discord subsequence read before it: lstm_ad/scoring/error_model.py, rows_needed) and `tail` rows after it
-(those they read after it); parts overlap by head + tail. So a later part's first `head` rows and every part's
-last `tail` rows but the last part's are left to the neighbouring part. `Predictor.rows_needed()` gives the pair
-of a trained model. A file cannot say where it starts in the series (a live stream's request can: CustomAttributes
-first-row), so the rows kept near a part's start are read on a different chunk grid than in one long request
-(lstm_ad/forecast.py): their scores agree with a single request's up to the network's sensitivity to where
-it starts reading, not bit for bit.
+A file cannot say where it starts in the series (a live stream's request can: CustomAttributes first-row), so
+the parts start where the network's chunks start in one long request: on multiples of its chunk length
+(lstm_ad/forecast.py). Each part's chunks are then the long request's own, and from its second chunk on it reads
+every chunk as the long request does: a row is scored as there when its part holds `head` rows before it (a
+chunk and the rows its score window and discord subsequence read before it) and `tail` rows after it (those they
+read after it): `margins(...)`, or `Predictor.split_margins()` of a trained model
+(lstm_ad/scoring/error_model.py, split_margins). Parts overlap by head + tail, a whole number of chunks, and hold
+a whole number of chunks; a later part's first `head` rows and every part's last `tail` rows but the last part's
+are left to the neighbouring part. The joined scores are those of one long request (up to the discord term's
+running sums, about 1e-13 relative; gaps near a part's start are filled from the part's start).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstm_ad.forecast import default_chunk_length
-from lstm_ad.scoring.error_model import rows_needed
+from lstm_ad.scoring.error_model import split_margins
 from lstm_ad.scoring.window import CENTRED
 
 from .errors import LocalJobError
@@ -32,17 +33,25 @@ PART_NAME = "part-{:05d}.csv"
 
 def margins(context_length: int, score_window: int, discord_window: int = 0, position: str = CENTRED
             ) -> tuple[int, int]:
-    """(head, tail): the rows a part must hold before and after a row for it to score as in one request, for a
-    model of these hyperparameters (its chunk length derived from context-length, as training does)."""
-    return rows_needed(context_length, default_chunk_length(context_length), score_window, position, discord_window)
+    """(head, tail) of split_margins for a model of these hyperparameters (its chunk length derived from
+    context-length, as training does)."""
+    return split_margins(default_chunk_length(context_length), score_window, position, discord_window)
 
 
-def split_series(series: Path, output_dir: Path, rows_per_part: int, overlap: int) -> list[Path]:
-    """Write `series` as parts of at most `rows_per_part` rows, each after the first starting with the
-    last `overlap` rows of the one before. Returns the part files in order."""
-    if rows_per_part <= overlap:
-        raise LocalJobError(f"rows per part ({rows_per_part}) must exceed the overlap ({overlap} rows: what the "
-                            "model reads around a row): each part repeats that many rows of the one before.")
+def split_series(series: Path, output_dir: Path, rows_per_part: int, overlap: int, chunk_length: int = 1
+                 ) -> list[Path]:
+    """Write `series` as parts of at most `rows_per_part` rows, a whole number of `chunk_length` rows, each
+    after the first starting with the last `overlap` rows (whole chunks) of the one before, so every part starts
+    on a multiple of `chunk_length`. Returns the part files in order."""
+    rows = rows_per_part // chunk_length * chunk_length
+    if rows <= overlap:
+        raise LocalJobError(f"rows per part ({rows_per_part}) must be at least {overlap + chunk_length}: each part "
+                            f"repeats the {overlap} rows the model reads around a row of the part before, and holds "
+                            f"whole chunks of {chunk_length} rows (the network's, so that it reads each part's "
+                            "chunks as in one long request).")
+    if overlap % chunk_length:
+        raise LocalJobError(f"the overlap ({overlap} rows) must be whole chunks of {chunk_length} rows.")
+    rows_per_part = rows
     lines = [line.rstrip(b"\r\n") + b"\n" for line in series.read_bytes().splitlines() if line.strip()]
     if not lines:
         raise LocalJobError(f"{series} holds no rows.")

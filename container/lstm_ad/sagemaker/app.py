@@ -51,6 +51,11 @@ class Scorer(Protocol):
 
     def rows_needed(self) -> tuple[int, int]: ...
 
+    def split_margins(self) -> tuple[int, int]: ...
+
+    @property
+    def chunk_length(self) -> int: ...
+
 
 def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
     """The whole HTTP side of `serve`: routes, limits, error answers and per-thread torch settings."""
@@ -58,7 +63,7 @@ def create_app(predictor: Scorer, settings: ServeSettings) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
     app.before_request(torch_threads_per_calling_thread(settings.torch_threads))
     _add_routes(app, predictor, settings)
-    _add_error_answers(app, settings, sum(predictor.rows_needed()))
+    _add_error_answers(app, settings, sum(predictor.split_margins()), predictor.chunk_length)
     return app
 
 
@@ -93,7 +98,7 @@ def _add_routes(app: Flask, predictor: Scorer, settings: ServeSettings) -> None:
         return Response(answer, status=200, content_type=accept)
 
 
-def _add_error_answers(app: Flask, settings: ServeSettings, overlap: int) -> None:
+def _add_error_answers(app: Flask, settings: ServeSettings, overlap: int, chunk_length: int) -> None:
     @app.errorhandler(UserError)
     def bad_request(exc: UserError) -> Response:
         message = " ".join(str(exc).split())  # one line, whatever the exception held
@@ -103,9 +108,9 @@ def _add_error_answers(app: Flask, settings: ServeSettings, overlap: int) -> Non
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge) -> Response:
         return _error(413, f"The request body is larger than the limit of {settings.max_payload_mb} MB "
-                      f"(SAGEMAKER_MAX_PAYLOAD_IN_MB). Split the series into files that overlap by {overlap} rows, "
-                      "what this model reads around a row (the batch transform documentation shows how to join the "
-                      "answers).")
+                      f"(SAGEMAKER_MAX_PAYLOAD_IN_MB). Split the series into files that start on multiples of "
+                      f"{chunk_length} rows and overlap by {overlap} rows, what this model reads around a row "
+                      "(`lstm-ad-local split` and `join` do it; the batch transform documentation shows how).")
 
     @app.errorhandler(RequestTimeout)
     def body_timeout(exc: RequestTimeout) -> Response:

@@ -292,6 +292,19 @@ def rows_needed(context_length: int, chunk_length: int, score_window: int, posit
     return max(context_length + chunk_length - 1 + window_before, before), after
 
 
+def split_margins(chunk_length: int, score_window: int, position: str, discord_window: int) -> tuple[int, int]:
+    """(head, tail) of files cut from one long series (split files: lstm_ad_local/series_files.py), each file
+    starting on a multiple of `chunk_length` rows, so that its chunks are the long series' own. A file's first
+    chunk lacks the warm-up the long request gives it; from its second on, every chunk is read as in the long
+    request. So a row is scored as there when its file holds a chunk and the rows its score window reads before
+    it (and its discord subsequence) before it, `head`, and the `tail` rows its score reads after it; files
+    overlap by head + tail, a whole number of chunks (so that every file starts on a chunk boundary)."""
+    window_before = rows_read(score_window, position, 0)[0]
+    before, after = rows_read(score_window, position, discord_window)
+    chunks = -(-(max(chunk_length + window_before, before) + after) // chunk_length)
+    return chunks * chunk_length - after, after
+
+
 def rows_read(score_window: int, position: str, discord_window: int) -> tuple[int, int]:
     """(before, after): the rows of its request that a row's score reads before and after it, for a score window
     of `score_window` rows and a discord subsequence of `discord_window` rows (0: none) at `position`."""
