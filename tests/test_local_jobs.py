@@ -322,12 +322,23 @@ def test_join_takes_each_row_from_the_part_whose_score_window_around_it_is_whole
     for number, part in enumerate(parts, start=1):  # a stand-in answer: which part scored the row, and the row
         answer = "".join(f"{number},{row}\n" for row in part.read_text().split())
         (tmp_path / "out" / f"{part.name}.out").write_text(answer)
-    joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", head, tail)
+    joined = join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", head, tail, 1024)
     lines = [line.split(",") for line in joined.read_text().splitlines()]
     assert [int(row) for _, row in lines] == list(range(9000))
     # Part 1 up to 2 rows before its end (row 4093); part 2 from 2,046 rows after its start (2048 + 2046) to 2
     # before its end (6141); part 3 from 4096 + 2046 to 8189; part 4 from 6144 + 2046 to the end.
     assert [int(part) for part, _ in lines] == [1] * 4094 + [2] * 2048 + [3] * 2048 + [4] * 810
+
+
+def test_join_refuses_parts_not_split_on_chunk_boundaries_and_writes_nothing(tmp_path: Path) -> None:
+    """Parts cut elsewhere (by hand, or by the tool before parts started on chunk boundaries) would be joined with
+    rows doubled or lost."""
+    (tmp_path / "out").mkdir()
+    for number, rows in enumerate([range(0, 3000), range(952, 3952), range(1904, 4000)], start=1):
+        (tmp_path / "out" / f"part-{number:05d}.csv.out").write_text("".join(f"{row}\n" for row in rows))
+    with pytest.raises(LocalJobError, match="part-00001.csv.out has 3000 lines, not whole chunks of 1024 rows"):
+        join_outputs(sorted((tmp_path / "out").glob("*.out")), tmp_path / "all.out", 2046, 2, 1024)
+    assert not (tmp_path / "all.out").exists() and not list(tmp_path.glob("all.out*"))
 
 
 def test_split_refuses_parts_too_short_for_the_overlap_and_a_chunk(tmp_path: Path) -> None:

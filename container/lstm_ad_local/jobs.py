@@ -255,8 +255,7 @@ def _run_command(args: argparse.Namespace) -> None:
         outputs = sorted(args.outputs.glob("part-*.csv.out"))
         if not outputs:
             raise LocalJobError(f"No part-*.csv.out files in {args.outputs}.")
-        head, tail, _ = _margins(args)
-        joined = join_outputs(outputs, args.output, head, tail)
+        joined = join_outputs(outputs, args.output, *_margins(args))
         print(f"Joined {len(outputs)} parts into {joined}")
     elif args.command == "demo-data":
         print(demo_data.write_demo_data(args.output, seed=args.seed).describe())
