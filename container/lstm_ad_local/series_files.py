@@ -71,21 +71,22 @@ def join_outputs(outputs: list[Path], joined: Path, head: int, tail: int, chunk_
     later part's first `head` lines and every part's last `tail` lines but the last part's are the neighbours'
     (`margins`; head + tail is the overlap of `split_series`). Every part but the last must hold whole chunks of
     `chunk_length` rows, as `split_series` writes them; nothing is written unless all parts fit."""
-    counts = [output.read_bytes().count(b"\n") for output in outputs]
-    for number, (output, count) in enumerate(zip(outputs, counts, strict=True)):
-        if number and count <= head + tail:
-            raise LocalJobError(f"{output} has {count} lines, no more than the {head + tail} rows it overlaps with "
-                                "the part before: was it split for another model?")
-        if number < len(outputs) - 1 and count % chunk_length:
-            raise LocalJobError(f"{output} has {count} lines, not whole chunks of {chunk_length} rows: its parts were "
-                                "not split by `lstm-ad-local split` for this model (parts start on the network's "
-                                "chunk boundaries); split the series again.")
     staging = joined.with_name(joined.name + ".partial")
-    with open(staging, "wb") as target:
-        for number, output in enumerate(outputs):
-            lines = output.read_bytes().splitlines(keepends=True)
-            first = head if number else 0
-            last_cut = tail if number < len(outputs) - 1 else 0
-            target.writelines(lines[first:len(lines) - last_cut])
+    try:
+        with open(staging, "wb") as target:
+            for number, output in enumerate(outputs):
+                lines = output.read_bytes().splitlines(keepends=True)
+                last = number == len(outputs) - 1
+                if number and len(lines) <= head + tail:
+                    raise LocalJobError(f"{output} has {len(lines)} lines, no more than the {head + tail} rows it "
+                                        "overlaps with the part before: was it split for another model?")
+                if not last and len(lines) % chunk_length:
+                    raise LocalJobError(f"{output} has {len(lines)} lines, not whole chunks of {chunk_length} rows: "
+                                        "its parts were not split by `lstm-ad-local split` for this model (parts "
+                                        "start on the network's chunk boundaries); split the series again.")
+                target.writelines(lines[head if number else 0:len(lines) - (0 if last else tail)])
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     staging.replace(joined)
     return joined

@@ -26,7 +26,7 @@ from werkzeug.http import parse_options_header
 
 from ..errors import DataError, UserError, excerpt
 from ..predictor import ScoreResult
-from .custom_attributes import CUSTOM_ATTRIBUTES, custom_attribute, first_row
+from .custom_attributes import CUSTOM_ATTRIBUTES, OUTPUT, custom_attribute, first_row
 from .outputs import ALARM, ATTRIBUTION, OPTIONS, parse_outputs
 from .payloads import CSV, DECODERS, ENCODERS, JSON
 from .process import torch_threads_per_calling_thread
@@ -191,9 +191,9 @@ def _outputs(from_body: frozenset[str] | None, from_accept: str | None, default:
         return from_body
     if from_accept is not None:
         return parse_outputs(from_accept, "Accept header, output parameter")
-    attributes = custom_attribute(request.headers.get(CUSTOM_ATTRIBUTES, ""), "output")
+    attributes = custom_attribute(request.headers.get(CUSTOM_ATTRIBUTES, ""), OUTPUT)
     if attributes is not None:
-        return parse_outputs(attributes, f"{CUSTOM_ATTRIBUTES}, output")
+        return parse_outputs(attributes, f"{CUSTOM_ATTRIBUTES}, {OUTPUT}")
     return default
 
 

@@ -15,6 +15,7 @@ import re
 from ..errors import UserError, excerpt
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+OUTPUT = "output"
 FIRST_ROW = "first-row"
 MAX_FIRST_ROW = 10**15
 

@@ -287,9 +287,7 @@ def rows_needed(context_length: int, chunk_length: int, score_window: int, posit
     long request. Its score reads the error vectors of the rows of its score window, each computed in a chunk
     of `chunk_length` rows that the network reads from `context_length` rows before the chunk (forecast.py: up
     to context_length + chunk_length - 1 rows before the row), and the values of its discord subsequence."""
-    window_before = rows_read(score_window, position, 0)[0]
-    before, after = rows_read(score_window, position, discord_window)
-    return max(context_length + chunk_length - 1 + window_before, before), after
+    return _rows_around(context_length + chunk_length - 1, score_window, position, discord_window)
 
 
 def split_margins(chunk_length: int, score_window: int, position: str, discord_window: int) -> tuple[int, int]:
@@ -299,10 +297,17 @@ def split_margins(chunk_length: int, score_window: int, position: str, discord_w
     request. So a row is scored as there when its file holds a chunk and the rows its score window reads before
     it (and its discord subsequence) before it, `head`, and the `tail` rows its score reads after it; files
     overlap by head + tail, a whole number of chunks (so that every file starts on a chunk boundary)."""
+    before, after = _rows_around(chunk_length, score_window, position, discord_window)
+    chunks = -(-(before + after) // chunk_length)
+    return chunks * chunk_length - after, after
+
+
+def _rows_around(reading: int, score_window: int, position: str, discord_window: int) -> tuple[int, int]:
+    """(before, after) a row: `reading` rows of the network's before each row of its score window (whose error
+    vectors the score reads), or its discord subsequence (values only) when that reaches further back."""
     window_before = rows_read(score_window, position, 0)[0]
     before, after = rows_read(score_window, position, discord_window)
-    chunks = -(-(max(chunk_length + window_before, before) + after) // chunk_length)
-    return chunks * chunk_length - after, after
+    return max(reading + window_before, before), after
 
 
 def rows_read(score_window: int, position: str, discord_window: int) -> tuple[int, int]:

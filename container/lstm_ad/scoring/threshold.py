@@ -30,8 +30,8 @@ BODY_QUANTILE = 0.01  # the tail's second anchor, beside the median
 
 
 def alarm_threshold(scores: np.ndarray, fraction: float, shift: float = TAIL_SHIFT) -> float:
-    """The stored threshold of the rule above (`shift`: TAIL_SHIFT; other values for scripts/bench_rescore.py's
-    comparison); `scores` must hold at least one finite value."""
+    """The stored threshold of the rule above (`shift`: TAIL_SHIFT; other values for the comparisons of
+    scripts/bench_rescore.py and bench_answers.py); `scores` must hold at least one finite value."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     scores = scores[np.isfinite(scores)]
     if not len(scores):
